@@ -1,0 +1,3 @@
+from kerasparse.cli import main
+
+main()

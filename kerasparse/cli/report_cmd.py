@@ -1,0 +1,52 @@
+"""``kerasparse report``: re-draw a run's plots and compare several runs in one table."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kerasparse.cli._app import app, console, fail
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories.", show_default=False)],
+    json_: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Do not re-draw plots.")] = False,
+):
+    """Re-draw training.png for each run and print a comparison table."""
+    from rich.table import Table
+
+    from kerasparse import report as ks_report
+    from kerasparse import rundir
+
+    rows = []
+    for run in runs:
+        try:
+            rows.append(ks_report.run_row(str(run)))
+            if not no_plots:
+                ks_report.plot_run(str(run))
+        except rundir.RunDirError as exc:
+            fail(str(exc))
+    if json_:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="kerasparse runs")
+    columns = ("run", "status", "model", "dataset", "controller", "backend", "epochs",
+               "best_test_accuracy", "best_epoch", "final_nz", "resets", "wall_time_s")
+    headers = ("run", "status", "model", "data", "ctrl", "backend", "epochs", "best test acc",
+               "at epoch", "final nz", "resets", "wall s")
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+    return str(value)

@@ -1,0 +1,202 @@
+"""``kerasparse train``: one training run (a preset plus command-line overrides)."""
+
+import enum
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
+
+
+class Controller(str, enum.Enum):
+    none = "none"
+    add = "add"
+    mult = "mult"
+    constant = "constant"
+
+
+class Precision(str, enum.Enum):
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+def _opt(help_text, *names):
+    return typer.Option(*names, help=help_text, show_default=False)
+
+
+# Command-line options that map one-to-one onto config keys (None: not given, keep preset).
+OVERRIDES = (
+    "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
+    "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
+    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
+    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk",
+)
+
+
+@app.command()
+def train(
+    backend: BackendOption = None,
+    config: Annotated[Optional[Path], _opt("Preset TOML file (configs/*.toml).", "--config")] = None,
+    out: Annotated[Optional[Path], _opt("Run directory for results.", "--out")] = None,
+    resume: Annotated[
+        Optional[Path], _opt("Continue the run in this directory.", "--resume")
+    ] = None,
+    overwrite: Annotated[
+        bool, _opt("Replace an existing run directory (deletes its results).", "--overwrite")
+    ] = False,
+    model: Annotated[Optional[str], _opt("Model name (see `kerasparse models`).", "--model")] = None,
+    dataset: Annotated[Optional[str], _opt("Dataset: embedded, cifar10, mnist, ...", "--dataset")] = None,
+    epochs: Annotated[Optional[int], _opt("Epochs (default 500).", "--epochs")] = None,
+    batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
+    lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
+    seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
+    controller: Annotated[
+        Optional[Controller], _opt("Keep-ratio controller (default none).", "--controller")
+    ] = None,
+    keep_ratio: Annotated[Optional[float], _opt("Keep ratio for --controller constant.", "--keep-ratio")] = None,
+    step: Annotated[Optional[float], _opt("Additive controller step (0.01).", "--step")] = None,
+    drop: Annotated[Optional[float], _opt("Additive controller reset drop (0.01).", "--drop")] = None,
+    factor: Annotated[Optional[float], _opt("Multiplicative factor (0.98).", "--factor")] = None,
+    gap: Annotated[Optional[float], _opt("Multiplicative reset gap (0.2).", "--gap")] = None,
+    smoothing: Annotated[
+        Optional[float], _opt("Accuracy EMA factor (add 0.9, mult 0.5).", "--smoothing")
+    ] = None,
+    min_keep_ratio: Annotated[Optional[float], _opt("Lowest keep ratio (0).", "--min-keep-ratio")] = None,
+    max_keep_ratio: Annotated[Optional[float], _opt("Reset keep ratio (1).", "--max-keep-ratio")] = None,
+    activation: Annotated[
+        Optional[str], _opt("Activation of the sparse sites (relu, crelu, cst, ...).", "--activation")
+    ] = None,
+    topk: Annotated[
+        Optional[bool], _opt("GlobalTopK at the sparse sites (--no-topk: plain activation).", "--topk/--no-topk")
+    ] = None,
+    sparsity: Annotated[Optional[float], _opt("EoC target sparsity s.", "--sparsity")] = None,
+    q_star: Annotated[Optional[float], _opt("EoC fixed-point variance q*.", "--q-star")] = None,
+    v_prime: Annotated[Optional[float], _opt("EoC target V'(q*).", "--v-prime")] = None,
+    augment: Annotated[
+        Optional[bool], _opt("Random crop + flip (default off).", "--augment/--no-augment")
+    ] = None,
+    validation_split: Annotated[
+        Optional[float], _opt("Fraction of training data held out for validation.", "--validation-split")
+    ] = None,
+    data_dir: Annotated[Optional[str], _opt("tensorflow-datasets data_dir.", "--data-dir")] = None,
+    files_dir: Annotated[
+        Optional[str], _opt("Folder of standard dataset files (MNIST idx.gz, CIFAR batches).", "--files-dir")
+    ] = None,
+    train_examples: Annotated[
+        Optional[int], _opt("Use only the first N training examples.", "--train-examples")
+    ] = None,
+    steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
+    precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
+    set_: Annotated[
+        Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
+    ] = None,
+    quiet: Annotated[bool, _opt("No progress bar.", "--quiet", "-q")] = False,
+):
+    """Train a model; results go to --out (history.csv, summary.json, plots, checkpoints)."""
+    from kerasparse import config as ks_config
+    from kerasparse import rundir
+
+    given = dict(locals())
+    try:
+        if resume is not None:
+            extra = [k for k in OVERRIDES if given[k] is not None] + (["--config"] if config else [])
+            if extra or set_ or out is not None:
+                raise UsageError(
+                    "--resume continues a run with its saved config; drop the other options "
+                    f"({', '.join(extra + (['--set'] if set_ else []) + (['--out'] if out else []))})"
+                )
+            saved = _saved_backend(resume)
+            if backend is not None and saved is not None and backend.value != saved:
+                raise UsageError(
+                    f"{resume} was trained on {saved!r}; resume it on the same backend "
+                    f"(drop --backend or pass --backend {saved})"
+                )
+            use_backend(backend or saved)
+            from kerasparse import train as ks_train
+
+            summary = ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
+        else:
+            if out is None:
+                raise UsageError("--out DIR is required (where the results go)")
+            overrides = {}
+            for key, value in (ks_config.parse_assignment(s) for s in set_ or []):
+                overrides[key] = value
+            for key in OVERRIDES:
+                value = given[key]
+                if value is not None:
+                    overrides[key] = value.value if isinstance(value, enum.Enum) else value
+            resolved = ks_config.resolve(config, overrides)
+            name = use_backend(backend)  # before anything imports keras
+            _check_names(resolved)
+            from kerasparse import train as ks_train
+
+            summary = ks_train.run(
+                str(out), resolved, name, overwrite=overwrite, verbose=0 if quiet else 1
+            )
+    except (ks_config.ConfigError, rundir.RunDirError, UsageError) as exc:
+        fail(str(exc))
+    _print_summary(summary, str(resume or out))
+    if summary["status"] == "diverged":
+        raise typer.Exit(3)
+    if summary["status"] == "interrupted":
+        raise typer.Exit(130)
+
+
+def _saved_backend(run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if os.path.isfile(path):
+        from kerasparse import rundir
+
+        return rundir.read_json(path).get("backend")
+    return None
+
+
+def _check_names(config):
+    """Unknown model / dataset / activation names fail before anything is written."""
+    from kerasparse import activations
+    from kerasparse.cli._app import suggest
+    from kerasparse.data import DATASETS
+    from kerasparse.models import MODELS
+
+    if config["model"] not in MODELS:
+        raise UsageError(
+            f"unknown model {config['model']!r}.{suggest(config['model'], MODELS)} "
+            f"Allowed: {', '.join(MODELS)}"
+        )
+    if config["dataset"] not in DATASETS:
+        raise UsageError(
+            f"unknown dataset {config['dataset']!r}.{suggest(config['dataset'], DATASETS)} "
+            f"Allowed: {', '.join(DATASETS)}"
+        )
+    if config["activation"] is not None:
+        allowed = ["relu", *activations.ACTIVATIONS]
+        if activations.canonical_name(config["activation"]) not in allowed:
+            raise UsageError(
+                f"unknown activation {config['activation']!r}."
+                f"{suggest(config['activation'], allowed)} Allowed: {', '.join(allowed)}"
+            )
+
+
+def _print_summary(summary, out):
+    from rich.table import Table
+
+    table = Table(title=f"{out} ({summary['status']})", show_header=False)
+    best = summary["best_test_accuracy"]
+    rows = [
+        ("backend", summary["backend"]),
+        ("epochs", f"{summary['epochs_done']} / {summary['epochs']}"),
+        ("best test accuracy", "-" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"),
+        ("final loss", _fmt(summary["final"].get("loss"))),
+        ("final keep ratio", _fmt(summary["final"].get("keep_ratio"))),
+        ("final nz", _fmt(summary["final"].get("nz"))),
+        ("wall time", f"{summary['wall_time_s']:.1f} s"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _fmt(value):
+    return "-" if value is None or value == "" else f"{value:.4g}"

@@ -1,0 +1,203 @@
+"""Training configuration: one flat schema shared by presets, the CLI and sweeps.
+
+A preset is a TOML file of ``key = value`` lines (keys from :data:`FIELDS`); command-line
+values override it. Everything is validated up front, so a typo fails in the first second
+with one line naming the key, the value and what is allowed, and nothing is written.
+"""
+
+import dataclasses
+import difflib
+import math
+import numbers
+import tomllib
+
+CONTROLLERS = ("none", "add", "mult", "constant")
+PRECISIONS = ("float32", "mixed_bfloat16")
+SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value (reported to CLI users as a one-line usage error)."""
+
+
+def _num(low=None, high=None, low_open=False, high_open=False):
+    def check(value):
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        if high is not None and (value >= high if high_open else value > high):
+            return False
+        return True
+
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    text = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
+        ")" if high_open or high is None else "]"
+    )
+    return check, f"a number in {text}"
+
+
+def _choice(options):
+    return (lambda value: value in options), "one of " + ", ".join(options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    type: type
+    default: object
+    check: object = None  # (predicate, description) or None
+    help: str = ""
+    optional: bool = False  # None allowed
+
+
+# The recipe of Wang 2026 is the default: SGD 0.1, Nesterov 0.9, no weight decay, cosine
+# decay over all epochs, batch 128, seed 3407, cross-entropy.
+FIELDS = {
+    "model": Field(str, "wrn28-4", help="model name from the registry (kerasparse models)"),
+    "dataset": Field(str, "cifar10", help="dataset name (embedded, cifar10, mnist, ...)"),
+    "epochs": Field(int, 500, _num(1), "number of epochs"),
+    "batch_size": Field(int, 128, _num(1), "batch size"),
+    "lr": Field(float, 0.1, _num(0, low_open=True), "initial learning rate"),
+    "optimizer": Field(str, "sgd", _choice(OPTIMIZERS), "optimizer"),
+    "momentum": Field(float, 0.9, _num(0, 1, high_open=True), "SGD momentum"),
+    "nesterov": Field(bool, True, help="Nesterov momentum"),
+    "weight_decay": Field(float, 0.0, _num(0), "decoupled weight decay"),
+    "schedule": Field(str, "cosine", _choice(SCHEDULES), "learning-rate schedule"),
+    "seed": Field(int, 3407, _num(0), "seed for Python, NumPy, the backend and data order"),
+    "controller": Field(str, "none", _choice(CONTROLLERS), "keep-ratio controller"),
+    "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio (constant)"),
+    "step": Field(float, 0.01, _num(0, 1, low_open=True), "additive controller step"),
+    "drop": Field(float, 0.01, _num(0, low_open=True), "additive controller reset drop"),
+    "factor": Field(float, 0.98, _num(0, 1, low_open=True, high_open=True), "mult. factor"),
+    "gap": Field(float, 0.2, _num(0, low_open=True), "multiplicative controller reset gap"),
+    "smoothing": Field(
+        float, None, _num(0, 1, high_open=True), "EMA factor (add 0.9, mult 0.5)", True
+    ),
+    "min_keep_ratio": Field(float, 0.0, _num(0, 1), "lowest keep ratio of a controller"),
+    "max_keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "controller reset value"),
+    "monitor": Field(str, "accuracy", help="log key the controllers smooth"),
+    "activation": Field(str, None, help="activation of the sparse sites", optional=True),
+    "topk": Field(bool, True, help="GlobalTopK at the sparse sites (False: plain activation)"),
+    "norm": Field(str, None, help="WRN norm: rmsnorm, batchnorm, none", optional=True),
+    "sparsity": Field(float, None, _num(0, 1, True, True), "EoC target sparsity s", True),
+    "q_star": Field(float, None, _num(0, low_open=True), "EoC fixed-point variance q*", True),
+    "v_prime": Field(float, None, _num(0, 1, True, True), "EoC target V'(q*)", True),
+    "depth": Field(int, None, _num(1), "model depth override", True),
+    "width": Field(int, None, _num(1), "model width override", True),
+    "augment": Field(bool, False, help="random crop + flip (off: the paper's setting)"),
+    "validation_split": Field(float, 0.0, _num(0, 1, high_open=True), "held-out fraction"),
+    "data_dir": Field(str, None, help="tensorflow-datasets data_dir", optional=True),
+    "files_dir": Field(str, None, help="folder of standard distribution files", optional=True),
+    "train_examples": Field(int, None, _num(1), "use only the first N training examples", True),
+    "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
+    "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
+    "monitor_batch": Field(int, 256, _num(0), "SparsityMonitor batch (0: off)"),
+    "checkpoint_every": Field(int, 1, _num(1), "checkpoint every N epochs"),
+}
+
+
+def default_config():
+    return {name: field.default for name, field in FIELDS.items()}
+
+
+def _type_name(t):
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[t]
+
+
+def _coerce(name, value, field, source):
+    if value is None:
+        if field.optional or field.default is None:
+            return None
+        raise ConfigError(f"{source}: {name} cannot be empty. Received: {name}=None")
+    t = field.type
+    ok = False
+    if t is bool:
+        ok = isinstance(value, bool)
+    elif t is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif t is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = math.isfinite(value)
+    elif t is str:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(
+            f"{source}: {name} must be {_type_name(t)}. Received: {name}={value!r}"
+        )
+    if field.check is not None:
+        predicate, description = field.check
+        if not predicate(value):
+            raise ConfigError(
+                f"{source}: {name} must be {description}. Received: {name}={value!r}"
+            )
+    return value
+
+
+def suggest(name, allowed):
+    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def validate(values, source="config"):
+    """Check keys, types and ranges of ``values``; return the coerced dict (no defaults)."""
+    out = {}
+    for name, value in values.items():
+        if name not in FIELDS:
+            raise ConfigError(
+                f"{source}: unknown key {name!r}.{suggest(name, FIELDS)} "
+                f"Allowed keys: {', '.join(FIELDS)}"
+            )
+        out[name] = _coerce(name, value, FIELDS[name], source)
+    return out
+
+
+def load_toml(path):
+    """Read and validate a preset file; errors name the file (and line, for syntax errors)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a TOML file: {path}") from None
+    except tomllib.TOMLDecodeError as exc:  # message carries "(at line L, column C)"
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for name, value in data.items():
+        if isinstance(value, dict):
+            raise ConfigError(
+                f"{path}: tables are not used in presets; write {name}.* keys flat. "
+                f"Received: [{name}]"
+            )
+    return validate(data, source=str(path))
+
+
+def parse_assignment(text):
+    """``"key=value"`` -> (key, value) with the value read as a TOML scalar (bare strings ok)."""
+    if "=" not in text:
+        raise ConfigError(f"expected key=value. Received: {text!r}")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    return key, parse_scalar(raw)
+
+
+def parse_scalar(raw):
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word: a string
+
+
+def resolve(preset=None, overrides=None):
+    """Defaults <- preset file <- overrides (already validated dicts); checks cross-field rules."""
+    config = default_config()
+    if preset is not None:
+        config.update(load_toml(preset))
+    if overrides:
+        config.update(validate(overrides, source="command line"))
+    if config["min_keep_ratio"] > config["max_keep_ratio"]:
+        raise ConfigError(
+            "min_keep_ratio must not exceed max_keep_ratio. Received: "
+            f"min_keep_ratio={config['min_keep_ratio']}, max_keep_ratio={config['max_keep_ratio']}"
+        )
+    return config

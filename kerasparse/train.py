@@ -1,0 +1,497 @@
+"""The training application behind ``kerasparse train``: one run in one directory.
+
+What a run directory holds (see docs/training.md):
+
+- ``config.json``   the resolved configuration (written first; ``--resume`` reads it back)
+- ``history.csv``   one row per finished epoch (loss, accuracy, test/val metrics, lr,
+                    keep_ratio, keep_ratio_reset, resets, nz, nz/<site>, time)
+- ``summary.json``  status, best test accuracy and its epoch, final metrics, wall time,
+                    backend, versions, seed, git commit
+- ``checkpoints/``  ``epoch-NNNN.npz`` (every model and optimizer variable) and
+                    ``epoch-NNNN.json`` (controller state, history, RNG state), made current
+                    by an atomic rewrite of ``latest.json``
+- ``model.keras``   the final model; ``training.png`` the plots
+
+Exact resume: the data order of epoch e is a pure function of (seed, e) (a stateless shuffle),
+weights and optimizer slots (with the step counter, hence the cosine schedule position) come
+back bit for bit, and the controller state is restored, so a resumed run replays the
+uninterrupted one. A run killed mid-epoch restarts that epoch from its beginning.
+
+Keras is imported lazily: call ``kerasparse.cli._app.use_backend`` (or set KERAS_BACKEND)
+before :func:`run`.
+"""
+
+import csv
+import datetime
+import io
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import kerasparse
+from kerasparse import rundir
+from kerasparse.config import ConfigError, resolve
+
+CHECKPOINTS = "checkpoints"
+
+
+class Diverged(Exception):
+    pass
+
+
+def versions(backend):
+    out = {"kerasparse": kerasparse.__version__, "python": platform.python_version()}
+    import keras
+
+    out["keras"] = keras.__version__
+    out["numpy"] = np.__version__
+    module = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}[backend]
+    out[module] = __import__(module).__version__
+    if backend != "tensorflow" and "tensorflow" in sys.modules:
+        out["tensorflow"] = sys.modules["tensorflow"].__version__
+    return out
+
+
+def git_commit():
+    """The commit of the kerasparse source tree, if it is a git checkout (else None)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        result = subprocess.run(
+            ["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, timeout=5,
+    ).stdout.strip()
+    return result.stdout.strip() + ("-dirty" if dirty else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def build_model(config, data):
+    from kerasparse import models
+
+    overrides = {"num_classes": data.num_classes, "input_shape": tuple(data.input_shape)}
+    for key in ("activation", "norm", "sparsity", "q_star", "v_prime", "depth", "width"):
+        if config[key] is not None:
+            overrides[key] = config[key]
+    if not config["topk"]:
+        overrides["topk"] = False
+    return models.get_model(config["model"], **overrides)
+
+
+def build_optimizer(config, steps_per_epoch):
+    import keras
+
+    lr = config["lr"]
+    if config["schedule"] == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config["lr"],
+            decay_steps=max(1, config["epochs"] * steps_per_epoch),
+        )
+    if config["optimizer"] == "adam":
+        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config["weight_decay"])
+    return keras.optimizers.SGD(
+        learning_rate=lr,
+        momentum=config["momentum"],
+        nesterov=config["nesterov"],
+        weight_decay=config["weight_decay"] or None,
+    )
+
+
+def build_controller(config):
+    from kerasparse import callbacks
+
+    name = config["controller"]
+    common = dict(
+        monitor=config["monitor"],
+        min_keep_ratio=config["min_keep_ratio"],
+        max_keep_ratio=config["max_keep_ratio"],
+    )
+    if name == "add":
+        smoothing = 0.9 if config["smoothing"] is None else config["smoothing"]
+        return callbacks.AdditiveKeepRatio(
+            step=config["step"], smoothing=smoothing, drop=config["drop"], **common
+        )
+    if name == "mult":
+        smoothing = 0.5 if config["smoothing"] is None else config["smoothing"]
+        return callbacks.MultiplicativeKeepRatio(
+            factor=config["factor"], smoothing=smoothing, gap=config["gap"], **common
+        )
+    if name == "constant":
+        return callbacks.ConstantKeepRatio(config["keep_ratio"])
+    return None
+
+
+def epoch_dataset(x, y, batch_size, seed, first_epoch, last_epoch, steps_per_epoch, augment):
+    """Batches for epochs [first_epoch, last_epoch): epoch e's order is a stateless shuffle
+    seeded by (seed, e), so any epoch can be replayed exactly after a restart."""
+    import tensorflow as tf
+
+    n = len(x)
+    x = tf.constant(x)
+    y = tf.constant(y)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        batches = batches.take(steps_per_epoch)
+        return batches.enumerate().map(lambda i, idx: (epoch, i, idx))
+
+    def gather(epoch, step, idx):
+        images = tf.gather(x, idx)
+        if augment:
+            images = _augment(images, tf.stack([epoch, step]) + tf.constant([seed, 0], tf.int64))
+        return images, tf.gather(y, idx)
+
+    epochs = tf.data.Dataset.range(first_epoch, last_epoch)
+    return epochs.flat_map(one_epoch).map(gather).prefetch(2)
+
+
+def _augment(images, seed):
+    """Random 4-pixel-padded crop and horizontal flip, stateless (seeded by epoch and step)."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    cropped = tf.image.stateless_random_crop(padded, shape, seed=seeds[0])
+    return tf.image.stateless_random_flip_left_right(cropped, seed=seeds[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Callbacks owned by the runner
+
+
+def _make_runner_callbacks(run):
+    import keras
+
+    class TestEvaluator(keras.callbacks.Callback):
+        """Evaluates the test split at each epoch end: ``test_loss``, ``test_accuracy``."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is None or run.test_ds is None:
+                return
+            result = self.model.evaluate(run.test_ds, verbose=0, return_dict=True)
+            for key, value in result.items():
+                logs[f"test_{key}"] = float(value)
+
+    class Guard(keras.callbacks.Callback):
+        """Stops on a non-finite loss (divergence) or on SIGINT, at the end of a batch."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = None if logs is None else logs.get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                run.diverged = {"epoch": run.epoch + 1, "step": int(batch) + 1,
+                                "loss": float(loss)}
+                self.model.stop_training = True
+            if run.interrupted:
+                self.model.stop_training = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            run.epoch = epoch
+
+    class Recorder(keras.callbacks.Callback):
+        """Appends the epoch's logs to history.csv and writes the epoch checkpoint."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if run.diverged or logs is None:
+                return  # never record or checkpoint a garbage epoch
+            row = {"epoch": epoch + 1}
+            row.update({k: _scalar(v) for k, v in logs.items()})
+            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row["epoch_time_s"] = round(time.perf_counter() - self._start, 4)
+            if run.controller is not None:
+                row["resets"] = run.controller.resets
+            run.history.append(row)
+            run.write_history()
+            if (epoch + 1) % run.config["checkpoint_every"] == 0 or epoch + 1 == run.config["epochs"]:
+                run.save_checkpoint(self.model, epoch + 1)
+
+    return TestEvaluator(), Guard(), Recorder()
+
+
+def _scalar(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class Run:
+    def __init__(self, out, config, backend):
+        self.out = out
+        self.config = config
+        self.backend = backend
+        self.history = []
+        self.controller = None
+        self.test_ds = None
+        self.diverged = None
+        self.interrupted = False
+        self.epoch = 0
+        self.started = time.time()
+        self.wall_before = 0.0  # wall time of earlier (resumed) segments
+
+    # -- files
+    def path(self, *parts):
+        return os.path.join(self.out, *parts)
+
+    def write_history(self):
+        keys = []
+        for row in self.history:
+            keys.extend(k for k in row if k not in keys)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, restval="")
+        writer.writeheader()
+        writer.writerows(self.history)
+        rundir.atomic_write_text(self.path("history.csv"), buf.getvalue())
+
+    def save_checkpoint(self, model, epoch):
+        """Weights + optimizer slots (npz) and state (json), then flip latest.json atomically."""
+        import keras
+
+        os.makedirs(self.path(CHECKPOINTS), exist_ok=True)
+        stem = f"epoch-{epoch:04d}"
+        arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(v.value)
+                  for i, v in enumerate(_all_variables(model))}
+        tmp = self.path(CHECKPOINTS, f".tmp-{stem}.npz")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path(CHECKPOINTS, f"{stem}.npz"))
+        state = {
+            "epoch": epoch,
+            "controller": None if self.controller is None else self.controller.get_state(),
+            "history": self.history,
+            "wall_time_s": self.wall_before + (time.time() - self.started),
+            "python_random": _jsonable(random.getstate()),
+            "numpy_random": _jsonable(np.random.get_state()),
+        }
+        rundir.atomic_write_json(self.path(CHECKPOINTS, f"{stem}.json"), state)
+        rundir.atomic_write_json(self.path(CHECKPOINTS, "latest.json"),
+                                 {"epoch": epoch, "weights": f"{stem}.npz", "state": f"{stem}.json"})
+        for name in os.listdir(self.path(CHECKPOINTS)):  # keep the two newest epochs
+            if name.startswith("epoch-") and name[6:10].isdigit() and int(name[6:10]) < epoch - 1:
+                os.unlink(self.path(CHECKPOINTS, name))
+
+    def load_checkpoint(self, model):
+        """Restore from latest.json; returns the number of finished epochs (0 if none)."""
+        latest = self.path(CHECKPOINTS, "latest.json")
+        if not os.path.exists(latest):
+            return 0
+        pointer = rundir.read_json(latest)
+        with np.load(self.path(CHECKPOINTS, pointer["weights"])) as data:
+            arrays = [data[f"v{i:05d}"] for i in range(len(data.files))]
+        variables = _all_variables(model)
+        if len(arrays) != len(variables):
+            raise rundir.RunDirError(
+                f"checkpoint {pointer['weights']} holds {len(arrays)} variables, the model "
+                f"has {len(variables)}: the run directory does not match its config"
+            )
+        for v, a in zip(variables, arrays):
+            v.assign(a)
+        state = rundir.read_json(self.path(CHECKPOINTS, pointer["state"]))
+        self.history = state["history"]
+        self.wall_before = state.get("wall_time_s", 0.0)
+        if self.controller is not None and state.get("controller") is not None:
+            self.controller.set_state(state["controller"])
+        random.setstate(_python_rng(state["python_random"]))
+        np.random.set_state(tuple(state["numpy_random"]))
+        return int(pointer["epoch"])
+
+    # -- summary
+    def summary(self, status):
+        best = None
+        for row in self.history:
+            acc = row.get("test_accuracy")
+            if isinstance(acc, float) and (best is None or acc > best["test_accuracy"]):
+                best = {"test_accuracy": acc, "epoch": row["epoch"]}
+        final = self.history[-1] if self.history else {}
+        return {
+            "status": status,
+            "epochs_done": len(self.history),
+            "epochs": self.config["epochs"],
+            "best_test_accuracy": None if best is None else best["test_accuracy"],
+            "best_epoch": None if best is None else best["epoch"],
+            "final": final,
+            "diverged": self.diverged,
+            "wall_time_s": round(self.wall_before + time.time() - self.started, 3),
+            "backend": self.backend,
+            "seed": self.config["seed"],
+            "versions": versions(self.backend),
+            "git_commit": git_commit(),
+            "host": platform.node(),
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "config": self.config,
+        }
+
+
+def _all_variables(model):
+    return list(model.variables) + list(model.optimizer.variables)
+
+
+def _jsonable(value):
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _python_rng(value):
+    version, internal, gauss = value
+    return version, tuple(internal), gauss
+
+
+def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbose=1):
+    """Train according to ``config`` (a resolved dict) into ``out``; returns summary.json.
+
+    ``resume=True`` continues ``out`` from its latest checkpoint with its saved config.
+    """
+    if resume:
+        rundir.prepare(out, resume=True)
+        saved = rundir.read_json(os.path.join(out, "config.json"))
+        config = resolve(overrides={k: v for k, v in saved.items() if k != "backend"})
+        backend = saved.get("backend", backend)
+    else:
+        if config is None:
+            raise ConfigError("no configuration given")
+        rundir.prepare(out, overwrite=overwrite)
+    with rundir.RunLock(out):
+        return _run_locked(out, config, backend, resume, verbose)
+
+
+def _run_locked(out, config, backend, resume, verbose):
+    import keras
+
+    from kerasparse import callbacks as ks_callbacks
+    from kerasparse import data as ks_data
+
+    backend = keras.backend.backend()
+    if resume:
+        summary_path = os.path.join(out, "summary.json")
+        if os.path.exists(summary_path) and rundir.read_json(summary_path)["status"] == "completed":
+            if verbose:
+                print(f"{out}: already completed; nothing to resume")
+            return rundir.read_json(summary_path)
+    else:
+        rundir.atomic_write_json(os.path.join(out, "config.json"), {**config, "backend": backend})
+
+    keras.utils.set_random_seed(config["seed"])
+    keras.mixed_precision.set_dtype_policy(config["precision"])
+    data = ks_data.load(
+        config["dataset"],
+        batch_size=config["batch_size"],
+        data_dir=config["data_dir"],
+        files_dir=config["files_dir"],
+        validation_split=config["validation_split"],
+        q_star=config["q_star"],
+        seed=config["seed"],
+    )
+    x_train, y_train = data.arrays("train")
+    if config["train_examples"] is not None:
+        x_train, y_train = x_train[: config["train_examples"]], y_train[: config["train_examples"]]
+    steps = math.ceil(len(x_train) / config["batch_size"])
+    if config["steps_per_epoch"] is not None:
+        steps = min(steps, config["steps_per_epoch"])
+
+    model = build_model(config, data)
+    model.compile(
+        optimizer=build_optimizer(config, steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=False if backend == "torch" else "auto",
+    )
+    model.optimizer.build(model.trainable_variables)
+
+    state = Run(out, config, backend)
+    state.controller = build_controller(config)
+    state.test_ds = data.test
+    start = state.load_checkpoint(model) if resume else 0
+    if resume and verbose:
+        print(f"resuming {out} after epoch {start}")
+
+    cbs = []
+    if state.controller is not None:
+        cbs.append(state.controller)
+    has_sites = bool(ks_callbacks.find_topk_layers(model, required=False))
+    if config["monitor_batch"] and has_sites:
+        x_mon, _ = data.sample(config["monitor_batch"])
+        cbs.append(ks_callbacks.SparsityMonitor(x_mon))
+    test_eval, guard, recorder = _make_runner_callbacks(state)
+    cbs += [test_eval, guard, recorder]
+
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        if state.interrupted:  # a second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        state.interrupted = True
+        print("\nInterrupted: stopping after this batch (Ctrl-C again to abort now)")
+
+    status = "completed"
+    if start < config["epochs"]:
+        train_ds = epoch_dataset(
+            x_train, y_train, config["batch_size"], config["seed"], start, config["epochs"],
+            steps, config["augment"],
+        )
+        val = data.val
+        signal.signal(signal.SIGINT, on_sigint)
+        try:
+            model.fit(
+                train_ds,
+                epochs=config["epochs"],
+                initial_epoch=start,
+                steps_per_epoch=steps,
+                validation_data=val,
+                callbacks=cbs,
+                verbose=verbose,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    if state.diverged:
+        status = "diverged"
+        print(
+            f"Diverged: non-finite loss ({state.diverged['loss']}) at epoch "
+            f"{state.diverged['epoch']}, step {state.diverged['step']}; the last good checkpoint "
+            f"(epoch {len(state.history)}) is kept in {out}/{CHECKPOINTS}"
+        )
+    elif len(state.history) < config["epochs"]:
+        status = "interrupted"
+        print(
+            f"Stopped after epoch {len(state.history)} of {config['epochs']}; resume with: "
+            f"kerasparse train --resume {out}"
+        )
+    if status == "completed":
+        model.save(os.path.join(out, "model.keras"))
+    summary = state.summary(status)
+    rundir.atomic_write_json(os.path.join(out, "summary.json"), summary)
+    if state.history:
+        from kerasparse import report
+
+        report.plot_run(out)
+    return summary
