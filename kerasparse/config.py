@@ -89,6 +89,7 @@ FIELDS = {
     "data_dir": Field(str, None, help="tensorflow-datasets data_dir", optional=True),
     "files_dir": Field(str, None, help="folder of standard distribution files", optional=True),
     "train_examples": Field(int, None, _num(1), "use only the first N training examples", True),
+    "test_examples": Field(int, None, _num(1), "evaluate on the first N test examples", True),
     "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
     "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
     "monitor_batch": Field(int, 256, _num(0), "SparsityMonitor batch (0: off)"),

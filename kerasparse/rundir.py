@@ -46,8 +46,8 @@ def read_json(path):
         return json.load(f)
 
 
-def prepare(out, *, resume=False, overwrite=False):
-    """Make ``out`` ready for a run.
+def check(out, *, resume=False, overwrite=False):
+    """Raise RunDirError unless ``out`` can be used as asked; writes nothing.
 
     A non-empty ``out`` is refused unless ``resume`` (continue it) or ``overwrite`` (delete
     its contents first) is given; ``resume`` needs an existing run directory.
@@ -68,6 +68,12 @@ def prepare(out, *, resume=False, overwrite=False):
             f"run directory {out!r} already exists and is not empty; pass --resume to "
             "continue it or --overwrite to replace it (its results will be deleted)"
         )
+
+
+def prepare(out, *, overwrite=False):
+    """Create ``out`` for a new run (after :func:`check`), emptying it if ``overwrite``."""
+    check(out, overwrite=overwrite)
+    exists = os.path.isdir(out) and bool(os.listdir(out))
     if exists and overwrite:
         with RunLock(out):  # never delete a directory another process is writing
             pass

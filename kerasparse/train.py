@@ -41,6 +41,17 @@ from kerasparse.config import ConfigError, resolve
 
 CHECKPOINTS = "checkpoints"
 
+# Fault injection for the resume tests (docs/training.md): KERASPARSE_FAULT="batch:E:S" kills
+# the process with SIGKILL after step S of epoch E (1-based); "checkpoint:E" kills it while
+# writing the checkpoint of epoch E (after the weights file, before latest.json moves).
+_FAULT = os.environ.get("KERASPARSE_FAULT", "")
+
+
+def _maybe_fault(kind, *where):
+    if _FAULT and _FAULT == ":".join([kind, *map(str, where)]):
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 class Diverged(Exception):
     pass
@@ -202,6 +213,7 @@ def _make_runner_callbacks(run):
                 self.model.stop_training = True
             if run.interrupted:
                 self.model.stop_training = True
+            _maybe_fault("batch", run.epoch + 1, int(batch) + 1)
 
         def on_epoch_begin(self, epoch, logs=None):
             run.epoch = epoch
@@ -226,7 +238,51 @@ def _make_runner_callbacks(run):
             if (epoch + 1) % run.config["checkpoint_every"] == 0 or epoch + 1 == run.config["epochs"]:
                 run.save_checkpoint(self.model, epoch + 1)
 
-    return TestEvaluator(), Guard(), Recorder()
+    class Progress(keras.callbacks.Callback):
+        """A compact rich progress bar per epoch and one line per finished epoch (the Keras
+        bar would print every per-site nz/<name> key)."""
+
+        def on_train_begin(self, logs=None):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), transient=True,
+            )
+            self._bar.start()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._task = self._bar.add_task(
+                "", total=run.steps, epoch=f"{epoch + 1}/{run.config['epochs']}", metrics=""
+            )
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            text = ""
+            if logs and "loss" in logs:
+                text = f"loss {float(logs['loss']):.4f}"
+                if "accuracy" in logs:
+                    text += f"  acc {float(logs['accuracy']):.4f}"
+            self._bar.update(self._task, advance=1, metrics=text)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._bar.remove_task(self._task)
+            logs = logs or {}
+            parts = [f"epoch {epoch + 1}/{run.config['epochs']}"]
+            for key, label in (("loss", "loss"), ("accuracy", "acc"), ("val_accuracy", "val acc"),
+                               ("test_accuracy", "test acc"), ("keep_ratio", "r"), ("nz", "nz")):
+                if key in logs:
+                    parts.append(f"{label} {float(logs[key]):.4f}")
+            if logs.get("keep_ratio_reset"):
+                parts.append("reset")
+            parts.append(f"{time.perf_counter() - self._start:.1f}s")
+            self._bar.console.print("  ".join(parts), highlight=False)
+
+        def on_train_end(self, logs=None):
+            self._bar.stop()
+
+    return TestEvaluator(), Guard(), Recorder(), Progress()
 
 
 def _scalar(value):
@@ -282,6 +338,7 @@ class Run:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path(CHECKPOINTS, f"{stem}.npz"))
+        _maybe_fault("checkpoint", epoch)
         state = {
             "epoch": epoch,
             "controller": None if self.controller is None else self.controller.get_state(),
@@ -370,26 +427,55 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
     """Train according to ``config`` (a resolved dict) into ``out``; returns summary.json.
 
     ``resume=True`` continues ``out`` from its latest checkpoint with its saved config.
+    Bad input (config, data source, model arguments) raises before anything is written.
     """
     if resume:
-        rundir.prepare(out, resume=True)
+        rundir.check(out, resume=True)
         saved = rundir.read_json(os.path.join(out, "config.json"))
         config = resolve(overrides={k: v for k, v in saved.items() if k != "backend"})
-        backend = saved.get("backend", backend)
     else:
         if config is None:
             raise ConfigError("no configuration given")
+        rundir.check(out, overwrite=overwrite)
+    setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
+    if not resume:
         rundir.prepare(out, overwrite=overwrite)
     with rundir.RunLock(out):
-        return _run_locked(out, config, backend, resume, verbose)
+        return _run_locked(out, config, setup, resume, verbose)
 
 
-def _run_locked(out, config, backend, resume, verbose):
+def _setup(config):
+    """Data, model and controller for ``config``; errors become ConfigError (usage errors)."""
+    import keras
+
+    from kerasparse import data as ks_data
+
+    keras.utils.set_random_seed(config["seed"])
+    keras.mixed_precision.set_dtype_policy(config["precision"])
+    try:
+        data = ks_data.load(
+            config["dataset"],
+            batch_size=config["batch_size"],
+            data_dir=config["data_dir"],
+            files_dir=config["files_dir"],
+            validation_split=config["validation_split"],
+            q_star=config["q_star"],
+            seed=config["seed"],
+            max_train_examples=config["train_examples"],
+        )
+        model = build_model(config, data)
+        controller = build_controller(config)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    return data, model, controller
+
+
+def _run_locked(out, config, setup, resume, verbose):
     import keras
 
     from kerasparse import callbacks as ks_callbacks
-    from kerasparse import data as ks_data
 
+    data, model, controller = setup
     backend = keras.backend.backend()
     if resume:
         summary_path = os.path.join(out, "summary.json")
@@ -400,25 +486,11 @@ def _run_locked(out, config, backend, resume, verbose):
     else:
         rundir.atomic_write_json(os.path.join(out, "config.json"), {**config, "backend": backend})
 
-    keras.utils.set_random_seed(config["seed"])
-    keras.mixed_precision.set_dtype_policy(config["precision"])
-    data = ks_data.load(
-        config["dataset"],
-        batch_size=config["batch_size"],
-        data_dir=config["data_dir"],
-        files_dir=config["files_dir"],
-        validation_split=config["validation_split"],
-        q_star=config["q_star"],
-        seed=config["seed"],
-    )
-    x_train, y_train = data.arrays("train")
-    if config["train_examples"] is not None:
-        x_train, y_train = x_train[: config["train_examples"]], y_train[: config["train_examples"]]
+    x_train, y_train = data.train_arrays()
     steps = math.ceil(len(x_train) / config["batch_size"])
     if config["steps_per_epoch"] is not None:
         steps = min(steps, config["steps_per_epoch"])
 
-    model = build_model(config, data)
     model.compile(
         optimizer=build_optimizer(config, steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -428,8 +500,11 @@ def _run_locked(out, config, backend, resume, verbose):
     model.optimizer.build(model.trainable_variables)
 
     state = Run(out, config, backend)
-    state.controller = build_controller(config)
+    state.steps = steps
+    state.controller = controller
     state.test_ds = data.test
+    if config["test_examples"] is not None:
+        state.test_ds = data.test.unbatch().take(config["test_examples"]).batch(config["batch_size"])
     start = state.load_checkpoint(model) if resume else 0
     if resume and verbose:
         print(f"resuming {out} after epoch {start}")
@@ -437,12 +512,15 @@ def _run_locked(out, config, backend, resume, verbose):
     cbs = []
     if state.controller is not None:
         cbs.append(state.controller)
-    has_sites = bool(ks_callbacks.find_topk_layers(model, required=False))
+    try:
+        has_sites = bool(ks_callbacks.find_topk_layers(model))
+    except ValueError:  # a model without GlobalTopK sites (e.g. a plain-ReLU baseline)
+        has_sites = False
     if config["monitor_batch"] and has_sites:
         x_mon, _ = data.sample(config["monitor_batch"])
         cbs.append(ks_callbacks.SparsityMonitor(x_mon))
-    test_eval, guard, recorder = _make_runner_callbacks(state)
-    cbs += [test_eval, guard, recorder]
+    test_eval, guard, recorder, progress = _make_runner_callbacks(state)
+    cbs += [test_eval, guard, recorder] + ([progress] if verbose else [])
 
     previous = signal.getsignal(signal.SIGINT)
 
@@ -469,7 +547,8 @@ def _run_locked(out, config, backend, resume, verbose):
                 steps_per_epoch=steps,
                 validation_data=val,
                 callbacks=cbs,
-                verbose=verbose,
+                shuffle=False,  # the epoch-indexed pipeline already shuffles
+                verbose=0,
             )
         finally:
             signal.signal(signal.SIGINT, previous)

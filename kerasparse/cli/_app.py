@@ -97,6 +97,7 @@ def use_backend(backend=None):
             )
         return name
     os.environ["KERAS_BACKEND"] = name
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     return name
 
 

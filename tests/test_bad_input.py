@@ -1,0 +1,147 @@
+"""Bad input on the command line: one clear line naming the value, exit code 2, no traceback,
+nothing written. The table below is mirrored in docs/bad-input.md."""
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from kerasparse.cli import app
+
+runner = CliRunner()
+
+BAD_TOML_SYNTAX = 'model = "wrn16-1"\nepochs = = 3\n'
+
+# (id, train arguments (OUT is replaced by a fresh path), preset text or None, expected text)
+TRAIN_CASES = [
+    ("epochs-zero", ["--epochs", "0"], None, "epochs must be a number in [1, inf)"),
+    ("epochs-not-int", ["--epochs", "ten"], None, "'ten' is not a valid integer"),
+    ("lr-negative", ["--lr", "-0.1"], None, "lr must be a number in (0, inf)"),
+    ("batch-size-zero", ["--batch-size", "0"], None, "batch_size must be a number in [1, inf)"),
+    ("controller-unknown", ["--controller", "multi"], None, "'multi' is not one of"),
+    ("model-unknown", ["--model", "wrn28-5"], None, "Did you mean 'wrn28-4'"),
+    ("dataset-unknown", ["--dataset", "cifar11"], None, "Did you mean 'cifar10'"),
+    ("backend-unknown", ["--backend", "jaxx"], None, "'jaxx' is not one of"),
+    ("keep-ratio-zero", ["--keep-ratio", "0"], None, "keep_ratio must be a number in (0, 1]"),
+    ("keep-ratio-above-one", ["--keep-ratio", "1.5"], None, "keep_ratio must be a number"),
+    ("factor-one", ["--factor", "1"], None, "factor must be a number in (0, 1)"),
+    ("smoothing-one", ["--smoothing", "1"], None, "smoothing must be a number in [0, 1)"),
+    ("step-zero", ["--step", "0"], None, "step must be a number in (0, 1]"),
+    ("gap-negative", ["--gap", "-0.2"], None, "gap must be a number in (0, inf)"),
+    ("sparsity-above-one", ["--sparsity", "1.2"], None, "sparsity must be a number in (0, 1)"),
+    ("q-star-negative", ["--q-star", "-1"], None, "q_star must be a number in (0, inf)"),
+    ("v-prime-one", ["--v-prime", "1"], None, "v_prime must be a number in (0, 1)"),
+    ("validation-split-one", ["--validation-split", "1"], None, "validation_split must be"),
+    ("min-above-max", ["--min-keep-ratio", "0.9", "--max-keep-ratio", "0.5"], None,
+     "min_keep_ratio must not exceed max_keep_ratio"),
+    ("set-unknown-key", ["--set", "epoch=3"], None, "unknown key 'epoch'. Did you mean 'epochs'"),
+    ("set-wrong-type", ["--set", "epochs=ten"], None, "epochs must be an integer"),
+    ("set-bool-type", ["--set", "nesterov=maybe"], None, "nesterov must be true or false"),
+    ("set-no-equals", ["--set", "epochs"], None, "expected key=value"),
+    ("activation-unknown", ["--activation", "crelo"], None, "Did you mean 'crelu'"),
+    ("missing-out", ["--no-out"], None, "--out DIR is required"),
+    ("config-missing", ["--config", "MISSING"], None, "config file not found"),
+    ("config-syntax", ["--config", "PRESET"], BAD_TOML_SYNTAX, "line 2"),
+    ("config-unknown-key", ["--config", "PRESET"], "epochz = 3\n", "Did you mean 'epochs'"),
+    ("config-wrong-type", ["--config", "PRESET"], 'epochs = "10"\n', "epochs must be an integer"),
+    ("config-out-of-range", ["--config", "PRESET"], "lr = 0.0\n", "lr must be a number in (0, inf)"),
+    ("config-table", ["--config", "PRESET"], "[model]\nname = 'x'\n", "tables are not used"),
+    ("files-dir-empty", ["--dataset", "mnist", "--files-dir", "EMPTY"], None, "EMPTY"),
+    ("precision-unknown", ["--precision", "float16"], None, "'float16' is not one of"),
+]
+
+
+def _run(args, tmp_path, preset_text=None):
+    out = tmp_path / "run"
+    argv = ["train"]
+    for arg in args:
+        if arg == "--no-out":
+            continue
+        if arg == "MISSING":
+            arg = str(tmp_path / "missing.toml")
+        elif arg == "PRESET":
+            preset = tmp_path / "preset.toml"
+            preset.write_text(preset_text)
+            arg = str(preset)
+        elif arg == "EMPTY":
+            empty = tmp_path / "empty"
+            empty.mkdir()
+            arg = str(empty)
+        argv.append(arg)
+    if "--no-out" not in args:
+        argv += ["--out", str(out)]
+    argv += ["--model", "wrn16-1"] if "--model" not in args else []
+    argv += ["--dataset", "embedded"] if "--dataset" not in args else []
+    return runner.invoke(app, argv), out
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_bad_input(case, tmp_path):
+    _, args, preset_text, expected = case
+    if "EMPTY" in args:
+        expected = str(tmp_path / "empty")
+    result, out = _run(args, tmp_path, preset_text)
+    text = " ".join(result.output.split())  # rich may wrap long lines
+    assert result.exit_code == 2, text
+    assert expected in text
+    assert "Traceback" not in text
+    assert not out.exists(), "a refused run must not create its directory"
+
+
+def test_existing_run_directory_is_refused_and_untouched(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text('{"status": "completed"}')
+    result = runner.invoke(app, ["train", "--model", "wrn16-1", "--dataset", "embedded",
+                                 "--out", str(out)])
+    assert result.exit_code == 2
+    assert "already exists" in " ".join(result.output.split())
+    assert (out / "summary.json").read_text() == '{"status": "completed"}'
+
+
+def test_resume_needs_a_run_directory(tmp_path):
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no config.json" in " ".join(result.output.split())
+
+
+def test_resume_refuses_other_options(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 2
+    assert "drop the other options" in " ".join(result.output.split())
+
+
+def test_report_rejects_a_non_run_directory(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a kerasparse run directory" in " ".join(result.output.split())
+
+
+def test_sweep_rejects_a_bad_grid(tmp_path):
+    preset = tmp_path / "p.toml"
+    preset.write_text('model = "wrn16-1"\n')
+    result = runner.invoke(app, ["sweep", str(preset), "--grid", "sparsity=0.8,1.5",
+                                 "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "sparsity must be a number in (0, 1)" in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_backend_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from kerasparse.cli import _app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(_app.UsageError, match=r"pip install 'kerasparse\[torch\]'"):
+        _app.resolve_backend("torch")
+
+
+def test_cases_table_is_documented():
+    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "bad-input.md")
+    text = open(doc).read()
+    missing = [case[0] for case in TRAIN_CASES if f"`{case[0]}`" not in text]
+    assert not missing, f"cases missing from docs/bad-input.md: {missing}"
