@@ -6,6 +6,9 @@ from kerasparse.cli._app import UsageError, app, fail
 
 # Importing a command module registers its commands on ``app``.
 from kerasparse.cli import info_cmd  # noqa: F401,E402
+from kerasparse.cli import bench_cmd, compare_cmd  # noqa: F401,E402
+from kerasparse.cli import eoc_cmd  # noqa: F401,E402
+from kerasparse.cli import models_cmd  # noqa: F401,E402
 from kerasparse.cli import train_cmd, report_cmd, sweep_cmd  # noqa: F401,E402
 
 

@@ -1,0 +1,46 @@
+import math
+
+import keras
+
+from kerasparse.initializers import _theory
+
+
+@keras.saving.register_keras_serializable(package="kerasparse")
+class EoCBias(keras.initializers.RandomNormal):
+    """Edge-of-chaos bias initializer: b ~ N(0, sigma_b^2).
+
+    sigma_b^2 comes from :func:`kerasparse.eoc.setup` (V(q*) = q*, Dent & Tanner 2026
+    section 2); it is 0 for ReLU, so the bias is then zero. A ``RandomNormal`` whose config
+    keeps the theory inputs rather than the number.
+
+    Args: as :class:`~kerasparse.initializers.EoCKernel`.
+
+    Example:
+        >>> init = EoCBias("crelu", sparsity=0.85, q_star=3.0, v_prime=0.7, seed=2)
+        >>> init.sigma_b2  # 1.7860...
+    """
+
+    def __init__(
+        self,
+        activation="relu",
+        sparsity=None,
+        q_star=1.0,
+        v_prime=None,
+        tau=None,
+        m=None,
+        alpha=None,
+        eps=None,
+        seed=None,
+    ):
+        setup, self.theory = _theory.solve(
+            "EoCBias", activation, sparsity, q_star, v_prime, tau=tau, m=m, alpha=alpha, eps=eps
+        )
+        super().__init__(mean=0.0, stddev=math.sqrt(setup.sigma_b2), seed=seed)
+        self.setup = setup
+
+    @property
+    def sigma_b2(self):
+        return self.setup.sigma_b2
+
+    def get_config(self):
+        return {**self.theory, "seed": super().get_config()["seed"]}
