@@ -1,0 +1,28 @@
+"""Keras callbacks that drive and measure activation sparsity (Wang 2026, section 2.6).
+
+Keep-ratio controllers move the keep ratio r of every GlobalTopK / SparseActivation layer
+epoch by epoch; SparsityMonitor logs the actual non-zero rate. Use them with plain
+``model.fit``::
+
+    from kerasparse.callbacks import MultiplicativeKeepRatio, SparsityMonitor
+
+    model.fit(x, y, epochs=100, callbacks=[MultiplicativeKeepRatio(), SparsityMonitor(x[:256])])
+
+Exact semantics, logs and the resume story: docs/callbacks.md.
+"""
+
+from kerasparse.callbacks._base import find_topk_layers
+from kerasparse.callbacks.additive_keep_ratio import AdditiveKeepRatio
+from kerasparse.callbacks.constant_keep_ratio import ConstantKeepRatio
+from kerasparse.callbacks.multiplicative_keep_ratio import MultiplicativeKeepRatio
+from kerasparse.callbacks.scheduled_keep_ratio import ScheduledKeepRatio
+from kerasparse.callbacks.sparsity_monitor import SparsityMonitor
+
+__all__ = [
+    "AdditiveKeepRatio",
+    "ConstantKeepRatio",
+    "MultiplicativeKeepRatio",
+    "ScheduledKeepRatio",
+    "SparsityMonitor",
+    "find_topk_layers",
+]
