@@ -15,7 +15,7 @@ BAD_TOML_SYNTAX = 'model = "wrn16-1"\nepochs = = 3\n'
 # (id, train arguments (OUT is replaced by a fresh path), preset text or None, expected text)
 TRAIN_CASES = [
     ("epochs-zero", ["--epochs", "0"], None, "epochs must be a number in [1, inf)"),
-    ("epochs-not-int", ["--epochs", "ten"], None, "'ten' is not a valid integer"),
+    ("epochs-not-int", ["--epochs", "ten"], None, "Invalid value for '--epochs'"),
     ("lr-negative", ["--lr", "-0.1"], None, "lr must be a number in (0, inf)"),
     ("batch-size-zero", ["--batch-size", "0"], None, "batch_size must be a number in [1, inf)"),
     ("controller-unknown", ["--controller", "multi"], None, "'multi' is not one of"),

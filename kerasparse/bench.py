@@ -1,0 +1,367 @@
+"""Benchmarks behind ``kerasparse bench`` and ``kerasparse compare``, and data parallelism.
+
+Timing rules (docs/benchmarks.md): warm-up steps (tracing, compilation, allocator growth) are
+excluded, the median over timed steps is reported, and configurations that are compared
+with each other (top-k vs ReLU) are measured interleaved in one process, so machine load
+affects them alike.
+
+Keras is imported lazily: set the backend (``kerasparse.cli._app.use_backend`` or
+``KERAS_BACKEND``) before calling anything here.
+"""
+
+import contextlib
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+DATA_FORMATS = ("auto", "channels_last", "channels_first")
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def default_data_format(backend):
+    """channels_first on torch (its CPU/GPU conv kernels are NCHW-native: measured faster,
+    docs/benchmarks.md), channels_last elsewhere. Results are identical either way."""
+    return "channels_first" if backend == "torch" else "channels_last"
+
+
+def compile_for_benchmark(model, learning_rate=0.1):
+    """SGD with Nesterov momentum and cross-entropy, compiled as ``kerasparse train`` does."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False if keras.backend.backend() == "torch" else "auto",
+    )
+    return model
+
+
+def synthetic_batch(input_shape, num_classes, batch_size, seed=0):
+    """A fixed normalised random batch ``(x, y)`` (timing does not depend on the values)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, *input_shape)).astype(np.float32)
+    y = rng.integers(0, num_classes, size=(batch_size,)).astype(np.int32)
+    return x, y
+
+
+def interleaved_times(functions, steps, warmup=2):
+    """Call each of ``functions`` (name -> zero-argument callable) ``warmup`` times, then
+    ``steps`` rounds in alternation; returns name -> list of seconds per call."""
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    times = {name: [] for name in functions}
+    for _ in range(steps):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _train_step_fn(model, x, y):
+    def step():
+        # train_on_batch returns host floats, so the step has finished when it returns.
+        model.train_on_batch(x, y)
+
+    return step
+
+
+def _inference_fn(model, x):
+    def infer():
+        np.asarray(model.predict_on_batch(x))
+
+    return infer
+
+
+def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", **overrides):
+    """``kerasparse.models.get_model`` with the benchmark's options applied."""
+    import keras
+
+    from kerasparse import models
+
+    spec = models.model_spec(model_name)
+    kwargs = dict(overrides)
+    if spec.builder == "WideResNet":
+        if data_format == "auto":
+            data_format = default_data_format(keras.backend.backend())
+        kwargs["data_format"] = data_format
+    if not topk:
+        kwargs["topk"] = False
+    else:
+        kwargs["keep_ratio"] = keep_ratio
+    return models.get_model(model_name, **kwargs)
+
+
+def bench_model(
+    model_name="wrn28-4",
+    *,
+    batch_size=32,
+    steps=5,
+    warmup=2,
+    keep_ratio=0.5,
+    topk=True,
+    inference=True,
+    data_format="auto",
+    precision="float32",
+    devices=1,
+    seed=0,
+    **overrides,
+):
+    """Time training steps (and inference) of one model; returns the ``--json`` dict."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_dtype_policy(precision)
+    backend = keras.backend.backend()
+    with data_parallel(devices):
+        model = build_model(
+            model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format, **overrides
+        )
+        compile_for_benchmark(model)
+    x, y = synthetic_batch(model.input_shape[1:], model.output_shape[-1], batch_size, seed)
+    fns = {"train": _train_step_fn(model, x, y)}
+    if inference:
+        fns["inference"] = _inference_fn(model, x)
+    times = interleaved_times(fns, steps, warmup)
+    step_s = statistics.median(times["train"])
+    result = {
+        "backend": backend,
+        "model": model_name,
+        "batch_size": batch_size,
+        "keep_ratio": keep_ratio if topk else None,
+        "topk": bool(topk),
+        "data_format": getattr(model, "data_format", None),
+        "precision": precision,
+        "devices": devices,
+        "steps": steps,
+        "warmup": warmup,
+        "step_s": step_s,
+        "images_per_s": batch_size / step_s,
+        "train_step_times_s": times["train"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if inference:
+        infer_s = statistics.median(times["inference"])
+        result.update(inference_s=infer_s, inference_images_per_s=batch_size / infer_s)
+    keras.mixed_precision.set_dtype_policy("float32")
+    return result
+
+
+# --- GlobalTopK alone -----------------------------------------------------------------------
+
+# Activation shapes (H, W, C) at the sparse sites of WRN-28-4 on 32x32 inputs, per group.
+WRN28_4_SITE_SHAPES = {"group1": (32, 32, 64), "group2": (16, 16, 128), "group3": (8, 8, 256)}
+
+
+def _site_model(shape, topk, keep_ratio, batch_size):
+    """A one-parameter model: ``site(x * w)``; a training step is the site's forward and
+    backward plus the same small overhead (loss, one-weight update) for both variants."""
+    import keras
+
+    from kerasparse import layers
+
+    class Scale(keras.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(), initializer="ones", name="w")
+
+        def call(self, x):
+            return x * self.w
+
+    inputs = keras.Input(shape, batch_size=batch_size)
+    x = Scale()(inputs)
+    if topk:
+        x = layers.SparseActivation("relu", keep_ratio=keep_ratio)(x)
+    else:
+        x = keras.layers.ReLU()(x)
+    model = keras.Model(inputs, x)
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-3),
+        loss="mse",
+        jit_compile=False if keras.backend.backend() == "torch" else "auto",
+    )
+    return model
+
+
+def bench_topk_sites(batch_size=32, steps=10, warmup=2, keep_ratios=(0.5, 1.0), shapes=None,
+                     seed=0):
+    """Forward+backward of one sparse site (ReLU + GlobalTopK) vs ReLU alone, per shape.
+
+    Returns a list of dicts: shape, config (``"relu"`` or ``"topk r=..."``), median ms,
+    and the ratio to ReLU. Configurations of one shape are timed interleaved.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rows = []
+    for group, shape in (shapes or WRN28_4_SITE_SHAPES).items():
+        x = np.random.default_rng(seed).standard_normal((batch_size, *shape)).astype("float32")
+        y = np.zeros_like(x)
+        fns = {"relu": _train_step_fn(_site_model(shape, False, 1.0, batch_size), x, y)}
+        for r in keep_ratios:
+            fns[f"topk r={r:g}"] = _train_step_fn(_site_model(shape, True, r, batch_size), x, y)
+        times = interleaved_times(fns, steps, warmup)
+        relu_ms = statistics.median(times["relu"]) * 1e3
+        for name, values in times.items():
+            ms = statistics.median(values) * 1e3
+            rows.append(
+                {"site": group, "shape": list(shape), "config": name, "ms": ms,
+                 "ratio_to_relu": ms / relu_ms}
+            )
+    return rows
+
+
+# --- data parallelism -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def data_parallel(devices=1):
+    """Build and compile the model inside this context to train on ``devices`` devices.
+
+    jax: Keras' own distribution API (``keras.distribution.DataParallel`` over the first
+    ``devices`` devices; the batch is split along its first axis). tensorflow:
+    ``tf.distribute.MirroredStrategy`` over the first ``devices`` logical devices (GPUs, else
+    CPUs). torch: not supported yet (ValueError). ``devices=1`` changes nothing.
+    """
+    import keras
+
+    devices = int(devices)
+    if devices < 1:
+        raise ValueError(f"devices must be a positive integer. Received: devices={devices}")
+    if devices == 1:
+        yield
+        return
+    backend = keras.backend.backend()
+    if backend == "torch":
+        raise ValueError(
+            "multi-device training is not supported on the torch backend yet (use jax or "
+            f"tensorflow, or devices=1). Received: devices={devices}"
+        )
+    if backend == "jax":
+        available = keras.distribution.list_devices()
+        _check_enough(devices, available)
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=available[:devices])
+        )
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+        return
+    import tensorflow as tf
+
+    available = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+        d.name for d in tf.config.list_logical_devices("CPU")
+    ]
+    _check_enough(devices, available)
+    with tf.distribute.MirroredStrategy(available[:devices]).scope():
+        yield
+
+
+def _check_enough(devices, available):
+    if devices > len(available):
+        raise ValueError(
+            f"devices={devices} but only {len(available)} device(s) are visible "
+            f"({', '.join(map(str, available))}). Received: devices={devices}"
+        )
+
+
+# --- kerasparse compare: one backend's run, in its own process -------------------------------
+
+
+def compare_child(spec_path):
+    """Run one backend of ``kerasparse compare`` (called in a subprocess with KERAS_BACKEND
+    set); reads the JSON spec, writes the JSON result next to it.
+
+    The model and optimizer are built exactly as ``kerasparse train`` builds them
+    (:mod:`kerasparse.train`); the initial weights are loaded from the shared weights file
+    (written by the first backend), so every backend starts from the same point.
+    """
+    import keras
+
+    from kerasparse import train
+    from kerasparse.config import resolve
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    config = resolve(overrides=spec["config"])
+    data, model, _ = train._setup(config)
+    x_train, y_train = data.train_arrays()
+    steps = math.ceil(len(x_train) / config["batch_size"])
+    if config["steps_per_epoch"] is not None:
+        steps = min(steps, config["steps_per_epoch"])
+    backend = keras.backend.backend()
+    model.compile(
+        optimizer=train.build_optimizer(config, steps),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=False if backend == "torch" else "auto",
+    )
+    weights = spec["initial_weights"]
+    if os.path.exists(weights):
+        model.load_weights(weights)
+    else:
+        model.save_weights(weights)
+    # The initial loss on a fixed slice of the (unshuffled) training set.
+    n0 = min(len(x_train), spec.get("initial_loss_examples", 256))
+    x0 = data._normalize(x_train[:n0]) if data._normalize else x_train[:n0]
+    initial_loss = float(model.evaluate(x0, y_train[:n0], batch_size=config["batch_size"],
+                                        verbose=0, return_dict=True)["loss"])
+
+    step_times = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            step_times.append(time.perf_counter() - self._start)
+
+    train_ds = data.train.take(steps)
+    test_ds = data.test
+    if config["test_examples"] is not None:
+        test_ds = data.test.unbatch().take(config["test_examples"]).batch(config["batch_size"])
+    start = time.perf_counter()
+    history = model.fit(train_ds, epochs=config["epochs"], validation_data=test_ds,
+                        callbacks=[StepTimer()], verbose=0)
+    wall = time.perf_counter() - start
+    accuracy = [float(a) for a in history.history["val_accuracy"]]
+    # Warm-up excluded: the first step of the run (tracing/compilation) is dropped.
+    timed = step_times[1:] or step_times
+    step_s = statistics.median(timed)
+    result = {
+        "backend": backend,
+        "step_s": step_s,
+        "images_per_s": config["batch_size"] / step_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "initial_loss": initial_loss,
+        "final_accuracy": accuracy[-1],
+        "best_accuracy": max(accuracy),
+        "accuracy": accuracy,
+        "loss": [float(v) for v in history.history["loss"]],
+        "steps": len(step_times),
+        "wall_s": wall,
+    }
+    with open(spec["result"], "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":  # python -m kerasparse.bench compare-child SPEC.json
+    if len(sys.argv) == 3 and sys.argv[1] == "compare-child":
+        compare_child(sys.argv[2])
+    else:
+        sys.exit("usage: python -m kerasparse.bench compare-child SPEC.json")

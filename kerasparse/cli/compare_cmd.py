@@ -1,0 +1,127 @@
+"""``kerasparse compare``: the same training configuration on several backends."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kerasparse.cli._app import BACKEND_MODULES, UsageError, app, console, fail, resolve_backend
+
+
+def _opt(help_text, *names):
+    return typer.Option(*names, help=help_text)
+
+
+@app.command()
+def compare(
+    out: Annotated[Path, _opt("Folder for the table and per-backend results.", "--out")],
+    backends: Annotated[
+        str, _opt("Comma-separated backends, each run in its own process.", "--backends")
+    ] = "jax,torch,tensorflow",
+    model: Annotated[str, _opt("Model name from the registry.", "--model")] = "wrn28-4",
+    dataset: Annotated[str, _opt("Dataset (embedded needs no download).", "--dataset")] = "cifar10",
+    epochs: Annotated[int, _opt("Epochs.", "--epochs")] = 1,
+    batch_size: Annotated[int, _opt("Batch size.", "--batch-size")] = 128,
+    keep_ratio: Annotated[float, _opt("Constant keep ratio of the sparse sites.", "--keep-ratio")] = 0.5,
+    lr: Annotated[float, _opt("Initial learning rate.", "--lr")] = 0.1,
+    seed: Annotated[int, _opt("Seed (data order and the shared initial weights).", "--seed")] = 3407,
+    steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
+    train_examples: Annotated[Optional[int], _opt("Use the first N training examples.", "--train-examples")] = None,
+    test_examples: Annotated[Optional[int], _opt("Evaluate on the first N test examples.", "--test-examples")] = None,
+    precision: Annotated[str, _opt("float32 or mixed_bfloat16.", "--precision")] = "float32",
+    overwrite: Annotated[bool, _opt("Replace results already in --out.", "--overwrite")] = False,
+):
+    """Train one configuration on several backends from the same initial weights; print and
+    save a table (step time, images/s, peak memory, final/best accuracy, initial-loss gap)."""
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    if not names:
+        fail("--backends must name at least one backend (jax, torch, tensorflow).")
+    if len(set(names)) != len(names):
+        fail(f"--backends names a backend twice. Received: --backends={backends}")
+    try:
+        for name in names:
+            resolve_backend(name)
+    except UsageError as exc:
+        fail(str(exc))
+    overrides = {
+        "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+        "lr": lr, "seed": seed, "precision": precision, "monitor_batch": 0,
+    }
+    if keep_ratio < 1.0:
+        overrides.update(controller="constant", keep_ratio=keep_ratio)
+    for key, value in (("steps_per_epoch", steps_per_epoch), ("train_examples", train_examples),
+                       ("test_examples", test_examples)):
+        if value is not None:
+            overrides[key] = value
+    from kerasparse.config import ConfigError, resolve
+
+    try:
+        resolve(overrides=overrides)  # validates every value before anything runs
+    except ConfigError as exc:
+        fail(str(exc))
+    table_path = out / "compare.json"
+    if table_path.exists() and not overwrite:
+        fail(f"{table_path} exists; pass --overwrite to replace it or choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / "initial.weights.h5"
+    if weights.exists():
+        weights.unlink()  # a fresh comparison: the first backend writes the shared weights
+
+    results = {}
+    for name in names:
+        spec_path = out / f"{name}.spec.json"
+        result_path = out / f"{name}.json"
+        if result_path.exists():
+            result_path.unlink()
+        spec = {"config": overrides, "initial_weights": str(weights), "result": str(result_path)}
+        spec_path.write_text(json.dumps(spec, indent=2))
+        env = {**os.environ, "KERAS_BACKEND": name}
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        console.print(f"[bold]{name}[/]: training ({out / (name + '.log')})", highlight=False)
+        with open(out / f"{name}.log", "w") as log:
+            proc = subprocess.run(
+                [sys.executable, "-m", "kerasparse.bench", "compare-child", str(spec_path)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+            )
+        if proc.returncode != 0 or not result_path.exists():
+            results[name] = {"backend": name, "error": f"exit code {proc.returncode}, see {name}.log"}
+            console.print(f"[red]{name} failed[/] (exit code {proc.returncode}; see {out / (name + '.log')})")
+            continue
+        results[name] = json.loads(result_path.read_text())
+
+    ok = [r for r in results.values() if "error" not in r]
+    losses = [r["initial_loss"] for r in ok]
+    gap = max(losses) - min(losses) if len(losses) > 1 else 0.0
+    summary = {"config": overrides, "results": list(results.values()), "initial_loss_max_diff": gap}
+    table_path.write_text(json.dumps(summary, indent=2))
+
+    from rich.table import Table
+
+    table = Table(title=f"{model} on {dataset}, batch {batch_size}, {epochs} epoch(s)")
+    for column in ("backend", "step (ms)", "images/s", "peak RSS (MiB)", "final acc", "best acc",
+                   "initial loss"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    lines = ["| backend | step (ms) | images/s | peak RSS (MiB) | final acc | best acc | initial loss |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results.values():
+        if "error" in r:
+            cells = [r["backend"], "failed", "", "", "", "", ""]
+        else:
+            cells = [r["backend"], f"{r['step_s'] * 1e3:.1f}", f"{r['images_per_s']:.1f}",
+                     f"{r['peak_rss_mb']:.0f}", f"{r['final_accuracy']:.4f}",
+                     f"{r['best_accuracy']:.4f}", f"{r['initial_loss']:.6f}"]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"\nmax difference of the initial loss across backends: {gap:.3g}")
+    console.print(table)
+    console.print(f"max difference of the initial loss across backends: {gap:.3g}")
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    if len(ok) < len(names):
+        fail("some backends failed; their logs are in " + str(out))
+
+
+assert set(BACKEND_MODULES) == {"jax", "torch", "tensorflow"}

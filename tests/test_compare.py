@@ -1,0 +1,54 @@
+"""``kerasparse compare`` (issue 6): a tiny model for a few steps on all three backends, each
+in its own subprocess, from the same initial weights.
+
+The command itself spawns one subprocess per backend, so this test covers every backend from
+a single pytest process: it runs in the jax process of ``dev.sh test`` and is skipped (with
+that reason) in the torch and tensorflow processes, which would only repeat it.
+"""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import BACKEND
+from kerasparse.cli import app
+
+runner = CliRunner()
+BACKENDS = ["jax", "torch", "tensorflow"]
+
+
+@pytest.mark.slow
+def test_compare_three_backends_on_a_tiny_model(tmp_path):
+    if BACKEND != "jax":
+        pytest.skip("covers all three backends in subprocesses; runs once, in the jax process")
+    out = tmp_path / "cmp"
+    args = ["compare", "--out", str(out), "--backends", ",".join(BACKENDS), "--model", "wrn16-1",
+            "--dataset", "embedded", "--epochs", "2", "--batch-size", "8",
+            "--steps-per-epoch", "2", "--train-examples", "16", "--test-examples", "16",
+            "--keep-ratio", "0.5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "compare.json").read_text())
+    rows = {r["backend"]: r for r in summary["results"]}
+    assert list(rows) == BACKENDS
+    for r in rows.values():
+        assert r["steps"] == 4 and r["step_s"] > 0 and r["peak_rss_mb"] > 50
+        assert len(r["accuracy"]) == 2 and 0 <= r["final_accuracy"] <= r["best_accuracy"] <= 1
+        # 16 test examples: accuracies are multiples of 1/16.
+        assert r["best_accuracy"] * 16 == pytest.approx(round(r["best_accuracy"] * 16))
+    # Same initial weights everywhere: the initial losses agree to float32 round-off.
+    losses = [r["initial_loss"] for r in rows.values()]
+    assert summary["initial_loss_max_diff"] == pytest.approx(max(losses) - min(losses))
+    assert summary["initial_loss_max_diff"] < 1e-4
+    table = (out / "compare.md").read_text()
+    assert all(f"| {b} |" in table for b in BACKENDS)
+    # Results are never overwritten silently.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_compare_rejects_an_unknown_backend(tmp_path):
+    result = runner.invoke(app, ["compare", "--out", str(tmp_path / "x"), "--backends", "jax,troch"])
+    assert result.exit_code == 2 and "unknown backend 'troch'" in result.output
+    assert not (tmp_path / "x").exists()

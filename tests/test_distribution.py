@@ -1,0 +1,77 @@
+"""Data-parallel training (issue 6): ``kerasparse.bench.data_parallel`` on 2 faked CPU devices
+equals 1 device with the same global batch, on jax (keras.distribution.DataParallel, devices
+faked with XLA_FLAGS before jax is imported) and tensorflow (MirroredStrategy over 2 logical
+CPUs); torch says it is not supported. Each multi-device run is a fresh subprocess because
+the device set-up must happen before the backend initialises."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BACKEND
+
+SCRIPT = r"""
+import os, sys
+import numpy as np
+backend = os.environ["KERAS_BACKEND"]
+if backend == "tensorflow":
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from kerasparse import bench
+
+def run(devices):
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 10, 8).astype("int32")
+    with bench.data_parallel(devices):
+        model = bench.build_model("wrn16-1", keep_ratio=0.5, data_format="channels_last",
+                                  input_shape=(8, 8, 3))
+        bench.compile_for_benchmark(model, learning_rate=0.05)
+    losses = [float(model.train_on_batch(x, y)) for _ in range(3)]
+    return losses, [np.asarray(v) for v in model.trainable_weights]
+
+l1, w1 = run(1)
+l2, w2 = run(2)
+np.testing.assert_allclose(l1, l2, rtol=1e-4, atol=1e-5)
+for a, b in zip(w1, w2):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+print("LOSSES", l1, l2)
+"""
+
+
+def _run(backend):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if backend == "jax":
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    return subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_two_devices_equal_one_device():
+    if BACKEND == "torch":
+        pytest.skip("torch has no multi-device support yet (its error is tested below)")
+    proc = _run(BACKEND)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "LOSSES" in proc.stdout
+
+
+def test_torch_says_multi_device_is_not_supported():
+    import keras
+
+    from kerasparse import bench
+
+    if BACKEND != "torch":
+        with pytest.raises(ValueError, match="devices=5 but only"):
+            with bench.data_parallel(5):
+                pass
+        return
+    with pytest.raises(ValueError, match="not supported on the torch backend yet"):
+        with bench.data_parallel(2):
+            pass
+    assert keras.backend.backend() == "torch"

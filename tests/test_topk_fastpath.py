@@ -1,0 +1,167 @@
+"""The fast top-k paths of kerasparse.ops (issue 6) against an independent NumPy reference:
+the per-backend selection (torch.topk / tf.math.top_k / the keras.ops radix select), the
+radix select itself on every backend (it is jax's path and XLA-compiled TensorFlow's), the
+fast exits (r == 1, fewer than k non-zeros), ties, signs and zeros, bfloat16 inputs, and no
+retracing when the keep ratio changes inside a compiled function."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import reference as ref
+from autodiff import grad_of_weighted_sum
+from conftest import BACKEND, to_numpy
+from kerasparse import ops as ksops
+
+RATIOS = [1.0, 0.5, 0.1, 1e-6]
+
+
+def np_kth_largest(rows, k):
+    """Reference: the k-th largest of each row by a full NumPy sort."""
+    return np.sort(np.asarray(rows, np.float64), axis=-1)[:, rows.shape[-1] - k][:, None]
+
+
+def _rows_cases(rng):
+    d = 97
+    tie_free = ref.tie_free(rng, (4, d))
+    mixed = tie_free.copy()
+    mixed[0] = 0.0  # an all-zero row
+    mixed[1] = -np.abs(mixed[1])  # an all-negative row
+    mixed[2, ::2] = 0.0  # half zeros (as after ReLU)
+    ties = rng.integers(-2, 3, size=(4, d)).astype(np.float32)  # many ties
+    extremes = tie_free.copy()
+    extremes[0, :5] = [np.inf, -np.inf, -0.0, 0.0, np.finfo(np.float32).max]
+    extremes[1, :3] = [np.finfo(np.float32).tiny, -np.finfo(np.float32).tiny, 1e-45]
+    return {"tie_free": tie_free, "mixed": mixed, "ties": ties, "extremes": extremes}
+
+
+@pytest.mark.parametrize("case", ["tie_free", "mixed", "ties", "extremes"])
+@pytest.mark.parametrize("k", [1, 49, 96, 97])
+def test_kth_largest_matches_numpy(rng, case, k):
+    rows = _rows_cases(rng)[case]
+    got = to_numpy(ksops.kth_largest(ops.convert_to_tensor(rows), ops.convert_to_tensor(k, "int32")))
+    np.testing.assert_array_equal(got, np_kth_largest(rows, k).astype(np.float32))
+
+
+@pytest.mark.parametrize("case", ["tie_free", "mixed", "ties", "extremes"])
+def test_radix_select_matches_numpy_on_every_backend(rng, case):
+    # The keras.ops radix select is jax's path and XLA-compiled TensorFlow's; run it directly
+    # here on whichever backend is active, for every k of the row.
+    rows = _rows_cases(rng)[case][:, :40]
+    x = ops.convert_to_tensor(rows)
+    radix = _compiled(ksops._kth_largest_radix)  # compiled once: k is a run-time argument
+    for k in range(1, 41):
+        got = to_numpy(radix(x, ops.convert_to_tensor(k, "int32")))
+        np.testing.assert_array_equal(got, np_kth_largest(rows, k).astype(np.float32), err_msg=f"k={k}")
+
+
+@pytest.mark.parametrize("mode, axis", [("global", -1), ("channel", -1), ("channel", 1), ("spatial", 1)])
+@pytest.mark.parametrize("r", RATIOS)
+def test_global_topk_matches_reference_on_relu_like_data(rng, mode, axis, r):
+    # ReLU-like input: about half exact zeros, the rest distinct positives.
+    x = ref.tie_free(rng, (3, 6, 5, 8))
+    x = np.maximum(x, 0.0)
+    y = to_numpy(ksops.global_topk(ops.convert_to_tensor(x), r, mode, axis))
+    np.testing.assert_array_equal(y, ref.topk(x, r, mode, axis))
+
+
+def test_fewer_nonzeros_than_k_returns_the_input_with_full_gradient(rng):
+    # Every row has 10 positives out of 60 and k = 30: the k-th largest is 0, every entry is
+    # kept (the fast exit), and the gradient is 1 everywhere as the select would give.
+    x = np.zeros((3, 60), np.float32)
+    for i in range(3):
+        x[i, rng.choice(60, 10, replace=False)] = rng.uniform(1, 2, 10)
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, 0.5), x, w)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(grad, w)
+
+
+def test_exactly_k_nonzeros_masks_the_gradient_of_zeros(rng):
+    # 30 positives, k = 30: the threshold is the smallest positive, so the zeros are not
+    # kept and get no gradient (the fast exit must not fire here).
+    x = np.zeros((2, 60), np.float32)
+    for i in range(2):
+        x[i, rng.choice(60, 30, replace=False)] = rng.uniform(1, 2, 30)
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, 0.5), x, w)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(grad, np.where(x > 0, w, 0))
+
+
+def test_bfloat16_input_keeps_the_same_entries(rng):
+    # Mixed precision feeds bfloat16 activations: the selection must be exact there too.
+    x = ref.tie_free(rng, (2, 64)).astype(np.float32)
+    xb = ops.cast(ops.convert_to_tensor(x), "bfloat16")
+    x_rounded = to_numpy(ops.cast(xb, "float32"))
+    assert len(np.unique(x_rounded)) == x.size  # still tie-free after rounding
+    y = ksops.global_topk(xb, 0.25)
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    np.testing.assert_array_equal(to_numpy(ops.cast(y, "float32")), ref.topk(x_rounded, 0.25))
+
+
+def test_keep_count_for_large_groups():
+    assert int(ksops.keep_count(0.5, 65536)) == 32768
+    assert int(ksops.keep_count(0.1, 1000)) == 100  # float32(0.1) * 1000 is 100.0000015
+    assert int(ksops.keep_count(1e-6, 65536)) == 1
+    assert int(ksops.keep_count(1.0, 65536)) == 65536
+    assert int(ksops.keep_count(0.3, 65536)) == math.ceil(0.3 * 65536)
+
+
+def _compiled(fn):
+    """``fn`` compiled by the backend (jax.jit / tf.function); torch runs eagerly in Keras."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    return fn
+
+
+@pytest.mark.parametrize("mode", ["global", "channel"])
+def test_new_keep_ratio_does_not_retrace(rng, mode):
+    # The keep ratio is an argument (a traced scalar, as a variable is inside a compiled
+    # step): one trace serves every r, including r == 1 and the fewer-than-k exit.
+    x = np.maximum(ref.tie_free(rng, (2, 4, 4, 6)), 0)
+    traces = []
+
+    def fn(t, r):
+        traces.append(1)
+        return ksops.global_topk(t, r, mode)
+
+    compiled = _compiled(fn)
+    for r in (0.5, 0.1, 1.0, 0.9, 1e-6):
+        y = to_numpy(compiled(ops.convert_to_tensor(x), ops.convert_to_tensor(r, "float32")))
+        np.testing.assert_array_equal(y, ref.topk(x, np.float32(r), mode), err_msg=f"r={r}")
+    # torch: Keras runs it eagerly (jit_compile=False), fn runs each call and nothing traces.
+    assert len(traces) == (5 if BACKEND == "torch" else 1)
+
+
+def test_tensorflow_xla_path_with_a_variable_keep_ratio(rng):
+    if BACKEND != "tensorflow":
+        pytest.skip(
+            "tensorflow only: XLA-compiled TensorFlow (Keras' default on GPU) cannot use "
+            "tf.math.top_k with a run-time k and switches to the radix select, which the "
+            "radix test above checks on this backend too"
+        )
+    import tensorflow as tf
+
+    x = ref.tie_free(rng, (3, 4, 4, 5))
+    r = tf.Variable(0.5)
+    traces = []
+
+    @tf.function(jit_compile=True)
+    def fn(t):
+        traces.append(1)
+        return ksops.global_topk(t, r)
+
+    for value in (0.5, 0.33, 1.0, 1e-6):  # r * D = 40, 26.4, 80, 8e-5: k = 40, 27, 80, 1
+        r.assign(value)
+        np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), ref.topk(x, np.float32(value)))
+    assert len(traces) == 1
