@@ -34,7 +34,10 @@ def _missing(name, files_dir, expected, folders):
 
 
 def _find_folder(files_dir, subfolders, names, optional_suffix=""):
-    """``({name: path}, folders)`` for the first folder holding every name, else ``(None, folders)``."""
+    """``({name: path}, folders)`` for the first folder holding every name.
+
+    ``(None, folders)`` when none does.
+    """
     folders = [os.path.join(files_dir, sub) if sub else files_dir for sub in subfolders]
     for folder in folders:
         found = {}

@@ -4,9 +4,9 @@ Ten classes of 32x32 RGB images. Class ``c`` is a sinusoidal grating with orient
 ``(c % 5) * 36`` degrees and spatial frequency ``3`` (classes 0-4) or ``6`` (classes 5-9)
 cycles per image width, seen through a Gaussian window at a random position. Everything
 else is a nuisance drawn per image: orientation jitter (+-6 degrees), frequency jitter
-(x0.9-1.1), phase (uniform), window centre (8-24 px) and width (sigma 6-12 px), a random
-colour (the grating's amplitude in each channel), contrast (0.25-0.45), background
-brightness (0.35-0.65) and i.i.d. pixel noise (sigma 0.15). Values are clipped to [0, 1]
+(x0.9-1.1), phase (uniform), window centre (8-24 px) and width (sigma 7-12 px), a random
+colour (the grating's amplitude in each channel), contrast (0.35-0.5), background
+brightness (0.35-0.65) and i.i.d. pixel noise (sigma 0.1). Values are clipped to [0, 1]
 and stored as uint8, like a real image dataset.
 
 Because the phase is uniform, every class's mean image is the same flat grey: a linear
@@ -42,9 +42,9 @@ def generate(num_examples, seed, image_size=32):
     cycles = np.where(labels < 5, 3.0, 6.0) * rng.uniform(0.9, 1.1, n)
     phase = rng.uniform(0.0, 2 * np.pi, n)
     centre = rng.uniform(8.0, 24.0, (n, 2)) * image_size / 32.0
-    sigma = rng.uniform(6.0, 12.0, n) * image_size / 32.0
+    sigma = rng.uniform(7.0, 12.0, n) * image_size / 32.0
     colour = rng.uniform(0.3, 1.0, (n, 3)) * rng.choice([-1.0, 1.0], (n, 3))
-    contrast = rng.uniform(0.25, 0.45, n)
+    contrast = rng.uniform(0.35, 0.5, n)
     background = rng.uniform(0.35, 0.65, n)
 
     coords = np.arange(image_size, dtype="float64")
@@ -57,7 +57,7 @@ def generate(num_examples, seed, image_size=32):
     )
     pattern = (contrast[b] * grating * window)[..., None] * colour[:, None, None, :]
     images = background[:, None, None, None] + pattern
-    images = images + rng.normal(0.0, 0.15, images.shape)
+    images = images + rng.normal(0.0, 0.1, images.shape)
     images = np.clip(np.round(images * 255.0), 0, 255).astype("uint8")
     return images, labels
 

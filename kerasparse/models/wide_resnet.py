@@ -91,9 +91,9 @@ class WideResNet(keras.Model):
     with ``16 * width``, ``32 * width`` and ``64 * width`` channels and strides 1, 2, 2; then
     norm -> activation site -> global average pooling -> dense logits. Each block is
     norm -> site -> conv3x3 -> norm -> site -> conv3x3 with a 1x1 projection shortcut where
-    the shape changes. Convolutions have no bias. WRN-28-4 with RMSNorm has 5,849,050
-    trainable parameters (the paper's 5.85 M); its 25 activation sites are ``SparseActivation`` layers
-    named ``group{g}_block{b}_act{1,2}`` and ``final_act``.
+    the shape changes. Convolutions have no bias. WRN-28-4 with RMSNorm has
+    5,849,050 trainable parameters (the paper's 5.85 M); its 25 activation sites are
+    ``SparseActivation`` layers named ``group{g}_block{b}_act{1,2}`` and ``final_act``.
 
     The config is the constructor's arguments, so ``get_config``/``from_config`` and
     ``.keras`` files rebuild the same model.
