@@ -12,7 +12,8 @@ What a run directory holds (see docs/training.md):
                     by an atomic rewrite of ``latest.json``
 - ``model.keras``   the final model; ``training.png`` the plots
 
-Exact resume: the data order of epoch e is a pure function of (seed, e) (a stateless shuffle),
+Exact resume: the data order of epoch e is a pure function of (seed, e) (a stateless shuffle,
+:meth:`kerasparse.data.DatasetBundle.train_epochs`),
 weights and optimizer slots (with the step counter, hence the cosine schedule position) come
 back bit for bit, and the controller state is restored, so a resumed run replays the
 uninterrupted one. A run killed mid-epoch restarts that epoch from its beginning.
@@ -104,6 +105,17 @@ def build_model(config, data):
     return models.get_model(config["model"], **overrides)
 
 
+def data_q_star(config):
+    """The input variance q* for the data: the config's, else the model's default where the
+    model is an edge-of-chaos net (its registry entry ``takes_q_star``), else None."""
+    from kerasparse import models
+
+    if config["q_star"] is not None:
+        return config["q_star"]
+    spec = models.MODELS.get(config["model"])
+    return spec.defaults.get("q_star") if spec is not None and spec.takes_q_star else None
+
+
 def build_optimizer(config, steps_per_epoch):
     import keras
 
@@ -145,44 +157,6 @@ def build_controller(config):
     if name == "constant":
         return callbacks.ConstantKeepRatio(config["keep_ratio"])
     return None
-
-
-def epoch_dataset(x, y, batch_size, seed, first_epoch, last_epoch, steps_per_epoch, augment):
-    """Batches for epochs [first_epoch, last_epoch): epoch e's order is a stateless shuffle
-    seeded by (seed, e), so any epoch can be replayed exactly after a restart."""
-    import tensorflow as tf
-
-    n = len(x)
-    x = tf.constant(x)
-    y = tf.constant(y)
-
-    def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
-        )
-        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        batches = batches.take(steps_per_epoch)
-        return batches.enumerate().map(lambda i, idx: (epoch, i, idx))
-
-    def gather(epoch, step, idx):
-        images = tf.gather(x, idx)
-        if augment:
-            images = _augment(images, tf.stack([epoch, step]) + tf.constant([seed, 0], tf.int64))
-        return images, tf.gather(y, idx)
-
-    epochs = tf.data.Dataset.range(first_epoch, last_epoch)
-    return epochs.flat_map(one_epoch).map(gather).prefetch(2)
-
-
-def _augment(images, seed):
-    """Random 4-pixel-padded crop and horizontal flip, stateless (seeded by epoch and step)."""
-    import tensorflow as tf
-
-    shape = tf.shape(images)
-    padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    cropped = tf.image.stateless_random_crop(padded, shape, seed=seeds[0])
-    return tf.image.stateless_random_flip_left_right(cropped, seed=seeds[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,8 +432,9 @@ def _setup(config):
             batch_size=config["batch_size"],
             data_dir=config["data_dir"],
             files_dir=config["files_dir"],
+            augment=config["augment"],
             validation_split=config["validation_split"],
-            q_star=config["q_star"],
+            q_star=data_q_star(config),
             seed=config["seed"],
             max_train_examples=config["train_examples"],
         )
@@ -486,10 +461,7 @@ def _run_locked(out, config, setup, resume, verbose):
     else:
         rundir.atomic_write_json(os.path.join(out, "config.json"), {**config, "backend": backend})
 
-    x_train, y_train = data.train_arrays()
-    steps = math.ceil(len(x_train) / config["batch_size"])
-    if config["steps_per_epoch"] is not None:
-        steps = min(steps, config["steps_per_epoch"])
+    steps = data.steps_per_epoch(config["steps_per_epoch"])
 
     model.compile(
         optimizer=build_optimizer(config, steps),
@@ -533,10 +505,8 @@ def _run_locked(out, config, setup, resume, verbose):
 
     status = "completed"
     if start < config["epochs"]:
-        train_ds = epoch_dataset(
-            x_train, y_train, config["batch_size"], config["seed"], start, config["epochs"],
-            steps, config["augment"],
-        )
+        # Epoch e's batches are a pure function of (seed, e): a resumed run replays them.
+        train_ds = data.train_epochs(config["epochs"], initial_epoch=start, steps_per_epoch=steps)
         val = data.val
         signal.signal(signal.SIGINT, on_sigint)
         try:

@@ -91,6 +91,59 @@ def test_keep_ratio_trajectory_follows_the_multiplicative_rule(reference_run):
         r = 1.0 if reset else r * 0.5
 
 
+def test_user_script_app_equals_kerasparse_train(reference_run, tmp_path):
+    """Issue 5, item 8: apps/wang2026_wrn_topk.py (plain model.fit on the public API) with
+    the same settings as TINY trains the same model on the same batches: the same per-epoch
+    training losses, accuracies, keep ratios and resets as ``kerasparse train``."""
+    out = tmp_path / "app"
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    app = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "wang2026_wrn_topk.py")
+    result = subprocess.run(
+        [sys.executable, app, "--model", "wrn16-1", "--depth", "10", "--dataset", "embedded",
+         "--train-examples", "96", "--batch-size", "32", "--epochs", "4", "--controller", "mult",
+         "--factor", "0.5", "--gap", "0.02", "--lr", "0.05", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    a, b = history(reference_run), history(out)
+    assert len(b) == len(a) == 4
+    resets = 0
+    for ra, rb in zip(a, b):
+        assert float(ra["keep_ratio"]) == float(rb["keep_ratio"]), (ra, rb)
+        assert int(float(ra["keep_ratio_reset"])) == int(float(rb["keep_ratio_reset"]))
+        resets += int(float(rb["keep_ratio_reset"]))
+        for key in ("loss", "accuracy"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
+    # The trajectory moved (r halves each epoch unless reset): the comparison is not vacuous.
+    assert len({row["keep_ratio"] for row in b}) > 1
+    assert json.load(open(out / "summary.json"))["resets"] == resets
+
+
+def test_eoc_app_equals_its_preset(tmp_path):
+    """apps/dent_tanner2026_eoc.py with its defaults equals the Dent & Tanner DNN-MNIST q*=3
+    preset (only the size is overridden: embedded data, depth 3, 2 capped epochs), step cap
+    below a full epoch so that each epoch must restart at its own shuffle in both."""
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    size = ["--epochs", "2", "--steps-per-epoch", "3", "--lr", "0.01"]
+    app = os.path.join(os.path.dirname(__file__), os.pardir, "apps", "dent_tanner2026_eoc.py")
+    result = subprocess.run(
+        [sys.executable, app, "--dataset", "embedded", "--depth", "3", *size,
+         "--out", str(tmp_path / "app")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    preset = os.path.join(os.path.dirname(__file__), os.pardir, "configs",
+                          "dent-tanner2026-dnn-mnist-q3.toml")
+    train("--config", preset, "--dataset", "embedded", "--set", "depth=3", *size,
+          "--set", "monitor_batch=0", "--set", "test_examples=64", "--out", str(tmp_path / "cli"))
+    a, b = history(tmp_path / "cli"), history(tmp_path / "app")
+    assert len(a) == len(b) == 2
+    for ra, rb in zip(a, b):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
+    assert float(a[0]["loss"]) != float(a[1]["loss"])
+
+
 @pytest.mark.parametrize("fault", ["batch:3:2", "checkpoint:2"])
 def test_resume_after_sigkill_replays_the_uninterrupted_run(reference_run, tmp_path, fault):
     out = tmp_path / "killed"
@@ -202,3 +255,15 @@ def test_sweep_runs_cells_skips_finished_and_aggregates(tmp_path):
         assert r["measured_sparsity"] == pytest.approx(1 - float(history(cell)[-1]["nz"]))
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert second.returncode == 0 and second.stdout.count("skipped") == 2
+
+
+def test_eoc_models_get_their_input_variance_without_a_config_value():
+    """The data of an EoC net is scaled to the model's q* unless the config sets one."""
+    from kerasparse.config import resolve
+    from kerasparse.models import MODELS
+    from kerasparse.train import data_q_star
+
+    assert data_q_star(resolve(overrides={"model": "mlp100x300"})) == MODELS[
+        "mlp100x300"].defaults["q_star"] == 3.0
+    assert data_q_star(resolve(overrides={"model": "cnn50x300", "q_star": 1.5})) == 1.5
+    assert data_q_star(resolve(overrides={"model": "wrn28-4"})) is None

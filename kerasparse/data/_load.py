@@ -222,6 +222,8 @@ def load(
         normalization = {"kind": "channel", "mean": list(mean), "std": list(std)}
     normalize = _normalizer(tf, **normalization)
 
+    augment_example = _augmenter(tf, x_train.shape[1:], info.flip)
+
     def pipeline(x, y, training):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if training:
@@ -231,11 +233,50 @@ def load(
                 # with op-level seeds would repeat the same augmentation each epoch).
                 seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
                 ds = tf.data.Dataset.zip((ds, seeds.batch(2))).map(
-                    _augmenter(tf, x.shape[1:], info.flip), num_parallel_calls=tf.data.AUTOTUNE
+                    lambda example, s: (augment_example(example[0], s), example[1]),
+                    num_parallel_calls=tf.data.AUTOTUNE,
                 )
         ds = ds.batch(batch_size).map(
             lambda xb, yb: (normalize(xb), yb), num_parallel_calls=tf.data.AUTOTUNE
         )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def train_epochs(first_epoch, last_epoch, steps_per_epoch):
+        """Epochs [first_epoch, last_epoch): epoch e's order is a stateless shuffle seeded
+        by (seed, e) and example i of it is augmented with seed (seed, e, i), so any epoch
+        can be replayed exactly (e.g. after a restart) without replaying the ones before."""
+        n = len(x_train)
+        images, labels = tf.constant(x_train), tf.constant(y_train)
+        base = tf.constant(seed, tf.int64)
+
+        def one_epoch(epoch):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), seed=tf.stack([base, epoch])
+            )
+            ds = tf.data.Dataset.from_tensor_slices(order).enumerate()
+            if augment:
+                ds = ds.map(
+                    lambda i, idx: (
+                        augment_example(
+                            tf.gather(images, idx),
+                            tf.random.experimental.stateless_fold_in(
+                                tf.stack([base, epoch]), i
+                            ),
+                        ),
+                        tf.gather(labels, idx),
+                    ),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True,
+                )
+                ds = ds.batch(batch_size)
+            else:
+                ds = ds.batch(batch_size).map(
+                    lambda _, idx: (tf.gather(images, idx), tf.gather(labels, idx))
+                )
+            return ds.take(steps_per_epoch)
+
+        ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
+        ds = ds.map(lambda xb, yb: (normalize(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     return DatasetBundle(
@@ -252,19 +293,23 @@ def load(
         source=source,
         _x_train=x_train,
         _y_train=y_train,
+        batch_size=int(batch_size),
+        seed=int(seed),
+        augment=bool(augment),
         _normalize=lambda x: normalize(x).numpy(),
+        _train_epochs=train_epochs,
     )
 
 
 def _augmenter(tf, shape, flip):
-    """Random crop after zero padding by ``_PAD`` pixels, then (optionally) a random flip."""
+    """Random crop after zero padding by ``_PAD`` pixels, then (optionally) a random flip, of
+    one raw image, given a stateless seed (shape (2,)). Both training pipelines use it."""
 
-    def augment(example, seed):
-        x, y = example
-        x = tf.pad(x, [[_PAD, _PAD], [_PAD, _PAD], [0, 0]])
-        x = tf.image.stateless_random_crop(x, shape, seed=seed)
+    def augment(image, seed):
+        image = tf.pad(image, [[_PAD, _PAD], [_PAD, _PAD], [0, 0]])
+        image = tf.image.stateless_random_crop(image, shape, seed=seed)
         if flip:
-            x = tf.image.stateless_random_flip_left_right(x, seed=seed[::-1])
-        return x, y
+            image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
+        return image
 
     return augment

@@ -19,6 +19,11 @@ class DatasetBundle:
         normalization: how inputs were scaled, e.g. ``{"kind": "channel", "mean": [...],
             "std": [...]}`` or ``{"kind": "per_example", "q_star": 3.0}``.
         source: where the data came from (``"generated"``, ``"tfds"``, ``"files:<dir>"``).
+        batch_size, seed, augment: as given to :func:`kerasparse.data.load`.
+
+    ``train`` is the simple pipeline (``model.fit(bundle.train, epochs=E)``); for runs that
+    must be replayable epoch by epoch (resume after a crash, or two programs that must see the
+    same batches) use :meth:`train_epochs`, which ``kerasparse train`` uses too.
     """
 
     name: str
@@ -32,9 +37,42 @@ class DatasetBundle:
     num_test: int
     normalization: dict
     source: str
+    batch_size: int = 128
+    seed: int = 3407
+    augment: bool = False
     _x_train: np.ndarray = dataclasses.field(repr=False, default=None)
     _y_train: np.ndarray = dataclasses.field(repr=False, default=None)
     _normalize: Callable = dataclasses.field(repr=False, default=None)
+    _train_epochs: Callable = dataclasses.field(repr=False, default=None)
+
+    def steps_per_epoch(self, limit=None):
+        """Batches in one epoch of :meth:`train_epochs`: ``ceil(num_train / batch_size)``,
+        or ``limit`` if that is smaller (a cap for short runs)."""
+        steps = -(-self.num_train // self.batch_size)
+        if limit is not None:
+            if int(limit) < 1:
+                raise ValueError(f"limit must be a positive integer. Received: limit={limit!r}")
+            steps = min(steps, int(limit))
+        return steps
+
+    def train_epochs(self, epochs, initial_epoch=0, steps_per_epoch=None):
+        """The training batches of epochs ``[initial_epoch, epochs)`` as one ``tf.data``
+        pipeline, for ``model.fit(ds, epochs=epochs, initial_epoch=initial_epoch,
+        steps_per_epoch=bundle.steps_per_epoch(steps_per_epoch))``.
+
+        Epoch e's order is a stateless shuffle seeded by ``(seed, e)`` (and its augmentation,
+        with ``augment=True``, by ``(seed, e, position)``), so a run resumed at epoch e sees
+        exactly the batches the uninterrupted run saw, and every program that trains with the
+        same seed and batch size sees the same data in the same order. ``steps_per_epoch``
+        caps each epoch at that many batches.
+        """
+        epochs, initial_epoch = int(epochs), int(initial_epoch)
+        if not 0 <= initial_epoch < epochs:
+            raise ValueError(
+                "train_epochs needs 0 <= initial_epoch < epochs. "
+                f"Received: initial_epoch={initial_epoch}, epochs={epochs}"
+            )
+        return self._train_epochs(initial_epoch, epochs, self.steps_per_epoch(steps_per_epoch))
 
     def sample(self, n, seed=0):
         """``n`` training examples (without augmentation) as numpy ``(x, y)``.
