@@ -92,6 +92,7 @@ FIELDS = {
     "test_examples": Field(int, None, _num(1), "evaluate on the first N test examples", True),
     "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
     "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
+    "devices": Field(int, 1, _num(1), "data-parallel devices (jax, tensorflow)"),
     "monitor_batch": Field(int, 256, _num(0), "SparsityMonitor batch (0: off)"),
     "checkpoint_every": Field(int, 1, _num(1), "checkpoint every N epochs"),
 }
@@ -200,5 +201,10 @@ def resolve(preset=None, overrides=None):
         raise ConfigError(
             "min_keep_ratio must not exceed max_keep_ratio. Received: "
             f"min_keep_ratio={config['min_keep_ratio']}, max_keep_ratio={config['max_keep_ratio']}"
+        )
+    if config["batch_size"] % config["devices"]:
+        raise ConfigError(
+            "batch_size must be a multiple of devices (each device takes an equal share). "
+            f"Received: batch_size={config['batch_size']}, devices={config['devices']}"
         )
     return config

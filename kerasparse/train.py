@@ -22,6 +22,7 @@ Keras is imported lazily: call ``kerasparse.cli._app.use_backend`` (or set KERAS
 before :func:`run`.
 """
 
+import contextlib
 import csv
 import datetime
 import io
@@ -283,6 +284,7 @@ class Run:
         self.epoch = 0
         self.started = time.time()
         self.wall_before = 0.0  # wall time of earlier (resumed) segments
+        self.device_names = None
 
     # -- files
     def path(self, *parts):
@@ -304,7 +306,9 @@ class Run:
 
         os.makedirs(self.path(CHECKPOINTS), exist_ok=True)
         stem = f"epoch-{epoch:04d}"
-        arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(v.value)
+        # Through convert_to_tensor: a scalar MirroredVariable (tf.distribute, --devices N)
+        # cannot be turned into an array directly.
+        arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(v))
                   for i, v in enumerate(_all_variables(model))}
         tmp = self.path(CHECKPOINTS, f".tmp-{stem}.npz")
         with open(tmp, "wb") as f:
@@ -372,6 +376,7 @@ class Run:
             "wall_time_s": round(self.wall_before + time.time() - self.started, 3),
             "backend": self.backend,
             "seed": self.config["seed"],
+            "devices": self.device_names,  # data-parallel devices (--devices N), else None
             "versions": versions(self.backend),
             "git_commit": git_commit(),
             "host": platform.node(),
@@ -411,11 +416,19 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
         if config is None:
             raise ConfigError("no configuration given")
         rundir.check(out, overwrite=overwrite)
-    setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
-    if not resume:
-        rundir.prepare(out, overwrite=overwrite)
-    with rundir.RunLock(out):
-        return _run_locked(out, config, setup, resume, verbose)
+    from kerasparse import distribution
+
+    with contextlib.ExitStack() as stack:
+        # Model, optimizer and training all inside the distribution scope (--devices N).
+        try:
+            device_names = stack.enter_context(distribution.data_parallel(config["devices"]))
+        except ValueError as exc:
+            raise ConfigError(str(exc).splitlines()[0]) from None
+        setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
+        if not resume:
+            rundir.prepare(out, overwrite=overwrite)
+        with rundir.RunLock(out):
+            return _run_locked(out, config, setup, resume, verbose, device_names)
 
 
 def _setup(config):
@@ -445,7 +458,7 @@ def _setup(config):
     return data, model, controller
 
 
-def _run_locked(out, config, setup, resume, verbose):
+def _run_locked(out, config, setup, resume, verbose, device_names=None):
     import keras
 
     from kerasparse import callbacks as ks_callbacks
@@ -472,6 +485,7 @@ def _run_locked(out, config, setup, resume, verbose):
     model.optimizer.build(model.trainable_variables)
 
     state = Run(out, config, backend)
+    state.device_names = device_names
     state.steps = steps
     state.controller = controller
     state.test_ds = data.test

@@ -48,6 +48,11 @@ TRAIN_CASES = [
     ("config-table", ["--config", "PRESET"], "[model]\nname = 'x'\n", "tables are not used"),
     ("files-dir-empty", ["--dataset", "mnist", "--files-dir", "EMPTY"], None, "EMPTY"),
     ("precision-unknown", ["--precision", "float16"], None, "'float16' is not one of"),
+    ("devices-zero", ["--devices", "0"], None, "devices must be a number in [1, inf)"),
+    # torch: not supported yet; jax/tensorflow: more than the visible devices. Both name it.
+    ("devices-too-many", ["--devices", "64", "--batch-size", "64"], None, "Received: devices=64"),
+    ("devices-uneven-batch", ["--devices", "3", "--batch-size", "128"], None,
+     "batch_size must be a multiple of devices"),
 ]
 
 

@@ -4,6 +4,8 @@ faked with XLA_FLAGS before jax is imported) and tensorflow (MirroredStrategy ov
 CPUs); torch says it is not supported. Each multi-device run is a fresh subprocess because
 the device set-up must happen before the backend initialises."""
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +77,50 @@ def test_torch_says_multi_device_is_not_supported():
         with bench.data_parallel(2):
             pass
     assert keras.backend.backend() == "torch"
+
+
+TRAIN = [
+    "--model", "wrn16-1", "--set", "depth=10", "--dataset", "embedded", "--train-examples", "64",
+    "--batch-size", "32", "--epochs", "2", "--controller", "mult", "--factor", "0.5",
+    "--lr", "0.05", "--set", "monitor_batch=32", "--set", "test_examples=64",
+]
+
+
+def _train(out, devices):
+    env = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("XLA_FLAGS", None)  # `kerasparse train --devices N` makes the CPU devices itself
+    return subprocess.run(
+        [sys.executable, "-m", "kerasparse.cli", "train", "--quiet", *TRAIN, "--devices",
+         str(devices), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+
+
+def test_train_on_two_devices_equals_one_device(tmp_path):
+    """`kerasparse train --devices 2` (same global batch) reproduces the 1-device run: the
+    same per-epoch losses and keep ratios, on jax (DataParallel over 2 host devices) and
+    tensorflow (MirroredStrategy over 2 logical CPUs); torch refuses with one line, exit 2."""
+    if BACKEND == "torch":
+        proc = _train(tmp_path / "two", 2)
+        assert proc.returncode == 2
+        assert "not supported on the torch backend yet" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not os.path.exists(tmp_path / "two")
+        return
+    rows = {}
+    for devices in (1, 2):
+        proc = _train(tmp_path / f"d{devices}", devices)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        with open(tmp_path / f"d{devices}" / "summary.json") as f:
+            summary = json.load(f)
+        assert summary["config"]["devices"] == devices
+        assert (summary["devices"] is None) == (devices == 1)
+        if devices == 2:
+            assert len(summary["devices"]) == 2 and summary["devices"][0] != summary["devices"][1]
+        with open(tmp_path / f"d{devices}" / "history.csv", newline="") as f:
+            rows[devices] = list(csv.DictReader(f))
+    assert len(rows[1]) == len(rows[2]) == 2
+    for a, b in zip(rows[1], rows[2]):
+        assert a["keep_ratio"] == b["keep_ratio"]
+        for key in ("loss", "accuracy", "test_loss"):
+            np.testing.assert_allclose(float(a[key]), float(b[key]), rtol=1e-4, atol=1e-5)

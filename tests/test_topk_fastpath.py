@@ -165,3 +165,86 @@ def test_tensorflow_xla_path_with_a_variable_keep_ratio(rng):
         r.assign(value)
         np.testing.assert_array_equal(fn(tf.constant(x)).numpy(), ref.topk(x, np.float32(value)))
     assert len(traces) == 1
+
+
+# --- the "smallest positives" selection (torch and TensorFlow graphs) --------------------------
+
+
+def _relu_rows_near_k(rng, n, k, positives, ties):
+    """ReLU-like rows (zeros, some -0.0, positives) with the given positives per row: rows
+    with p < k, p == k and p slightly above k, so max(p) - k + 1 is small (the positives
+    path). ``ties``: the positives take few distinct values."""
+    rows = np.zeros((len(positives), n), np.float32)
+    for i, p in enumerate(positives):
+        where = rng.choice(n, p, replace=False)
+        if ties:
+            rows[i, where] = rng.integers(1, 6, size=p) / 4.0
+        else:
+            rows[i, where] = rng.permutation(p).astype(np.float32) / p + 0.5
+    rows[:, ::7] = np.where(rows[:, ::7] == 0, np.float32(-0.0), rows[:, ::7])
+    return rows
+
+
+def _np_topk_with_ties(rows, k):
+    """Reference under the documented tie policy: keep every entry >= the k-th largest."""
+    return np.where(rows >= np_kth_largest(rows, k), rows, 0).astype(rows.dtype)
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["tie_free", "ties"])
+def test_kth_largest_among_positives_matches_numpy(rng, ties):
+    n, k = 2000, 1000
+    rows = _relu_rows_near_k(rng, n, k, [900, 999, 1000, 1001, 1040], ties)
+    got = to_numpy(ksops.kth_largest(ops.convert_to_tensor(rows), ops.convert_to_tensor(k, "int32")))
+    np.testing.assert_array_equal(got, np_kth_largest(rows, k).astype(np.float32))
+    # The same rows inside global_topk (which counts the positives once for the exit and
+    # the selection), values and gradient, on every backend's path.
+    w = rng.normal(size=rows.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, 0.5), rows, w)
+    expected = _np_topk_with_ties(rows, k)
+    np.testing.assert_array_equal(y, expected)
+    kept = rows >= np_kth_largest(rows, k)
+    np.testing.assert_array_equal(grad, np.where(kept, w, 0))
+    if ties:
+        assert ((expected != 0).sum(axis=1)[2:] > k).any()  # ties kept beyond k
+    np.testing.assert_array_equal((expected != 0).sum(axis=1)[:2], [900, 999])  # p < k: all
+
+
+def test_positives_path_on_bfloat16_keeps_ties(rng):
+    # bfloat16 has 8 significant bits: the positives are heavily tied after rounding.
+    rows = _relu_rows_near_k(rng, 2000, 1000, [950, 1000, 1030], ties=False)
+    xb = ops.cast(ops.convert_to_tensor(rows), "bfloat16")
+    rounded = to_numpy(ops.cast(xb, "float32"))
+    y = to_numpy(ops.cast(ksops.global_topk(xb, 0.5), "float32"))
+    np.testing.assert_array_equal(y, _np_topk_with_ties(rounded, 1000))
+
+
+def test_torch_positives_path_is_taken():
+    if BACKEND != "torch":
+        pytest.skip("torch only: checks that the rows above take the positives path")
+    rows = _relu_rows_near_k(np.random.default_rng(1), 2000, 1000, [999, 1040], ties=True)
+    calls = []
+    original = ksops._kth_largest_among_positives_torch
+
+    def spy(*args):
+        calls.append(args[3])
+        return original(*args)
+
+    ksops._kth_largest_among_positives_torch = spy
+    try:
+        ksops.global_topk(ops.convert_to_tensor(rows), 0.5)
+    finally:
+        ksops._kth_largest_among_positives_torch = original
+    assert calls == [41]  # m = 1040 - 1000 + 1
+
+
+def test_infinities_and_negatives_in_global_topk(rng):
+    # -inf must be dropped as 0, not turned into NaN (torch masks by multiplying otherwise).
+    x = ref.tie_free(rng, (3, 40))
+    x[0, :3] = [-np.inf, np.inf, -np.inf]
+    x[1, :2] = [-np.inf, -np.inf]
+    w = rng.normal(size=x.shape).astype(np.float32)
+    for r in (0.5, 0.1):
+        k = ref.keep_count(r, 40)
+        y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, r), x, w)
+        np.testing.assert_array_equal(y, _np_topk_with_ties(x, k))
+        np.testing.assert_array_equal(grad, np.where(x >= np_kth_largest(x, k), w, 0))

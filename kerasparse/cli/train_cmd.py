@@ -31,7 +31,7 @@ OVERRIDES = (
     "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
-    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk",
+    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
 )
 
 
@@ -89,6 +89,9 @@ def train(
     ] = None,
     steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
     precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
+    devices: Annotated[
+        Optional[int], _opt("Data-parallel devices (jax, tensorflow; default 1).", "--devices")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
     ] = None,
@@ -113,7 +116,8 @@ def train(
                     f"{resume} was trained on {saved!r}; resume it on the same backend "
                     f"(drop --backend or pass --backend {saved})"
                 )
-            use_backend(backend or saved)
+            name = use_backend(backend or saved)
+            _prepare_devices(rundir.read_json(os.path.join(resume, "config.json")), name)
             from kerasparse import train as ks_train
 
             summary = ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
@@ -129,6 +133,7 @@ def train(
                     overrides[key] = value.value if isinstance(value, enum.Enum) else value
             resolved = ks_config.resolve(config, overrides)
             name = use_backend(backend)  # before anything imports keras
+            _prepare_devices(resolved, name)
             _check_names(resolved)
             from kerasparse import train as ks_train
 
@@ -142,6 +147,17 @@ def train(
         raise typer.Exit(3)
     if summary["status"] == "interrupted":
         raise typer.Exit(130)
+
+
+def _prepare_devices(config, backend):
+    """--devices N: check it for the backend and, on a CPU-only machine, make N devices
+    (before the backend starts; kerasparse.distribution)."""
+    from kerasparse import distribution
+
+    try:
+        distribution.prepare_devices(config.get("devices", 1), backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _saved_backend(run_dir):
