@@ -9,7 +9,6 @@ Keras is imported lazily: set the backend (``kerasparse.cli._app.use_backend`` o
 ``KERAS_BACKEND``) before calling anything here.
 """
 
-import contextlib
 import json
 import math
 import os
@@ -19,6 +18,8 @@ import sys
 import time
 
 import numpy as np
+
+from kerasparse import distribution
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DATA_FORMATS = ("auto", "channels_last", "channels_first")
@@ -126,7 +127,7 @@ def bench_model(
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_dtype_policy(precision)
     backend = keras.backend.backend()
-    with data_parallel(devices):
+    with distribution.data_parallel(devices):
         model = build_model(
             model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format, **overrides
         )
@@ -221,62 +222,6 @@ def bench_topk_sites(batch_size=32, steps=10, warmup=2, keep_ratios=(0.5, 1.0), 
                  "ratio_to_relu": ms / relu_ms}
             )
     return rows
-
-
-# --- data parallelism -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def data_parallel(devices=1):
-    """Build and compile the model inside this context to train on ``devices`` devices.
-
-    jax: Keras' own distribution API (``keras.distribution.DataParallel`` over the first
-    ``devices`` devices; the batch is split along its first axis). tensorflow:
-    ``tf.distribute.MirroredStrategy`` over the first ``devices`` logical devices (GPUs, else
-    CPUs). torch: not supported yet (ValueError). ``devices=1`` changes nothing.
-    """
-    import keras
-
-    devices = int(devices)
-    if devices < 1:
-        raise ValueError(f"devices must be a positive integer. Received: devices={devices}")
-    if devices == 1:
-        yield
-        return
-    backend = keras.backend.backend()
-    if backend == "torch":
-        raise ValueError(
-            "multi-device training is not supported on the torch backend yet (use jax or "
-            f"tensorflow, or devices=1). Received: devices={devices}"
-        )
-    if backend == "jax":
-        available = keras.distribution.list_devices()
-        _check_enough(devices, available)
-        previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=available[:devices])
-        )
-        try:
-            yield
-        finally:
-            keras.distribution.set_distribution(previous)
-        return
-    import tensorflow as tf
-
-    available = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-        d.name for d in tf.config.list_logical_devices("CPU")
-    ]
-    _check_enough(devices, available)
-    with tf.distribute.MirroredStrategy(available[:devices]).scope():
-        yield
-
-
-def _check_enough(devices, available):
-    if devices > len(available):
-        raise ValueError(
-            f"devices={devices} but only {len(available)} device(s) are visible "
-            f"({', '.join(map(str, available))}). Received: devices={devices}"
-        )
 
 
 # --- kerasparse compare: one backend's run, in its own process -------------------------------

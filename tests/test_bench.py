@@ -55,7 +55,7 @@ def test_bench_sites_micro_benchmark():
         (["--keep-ratio", "0"], "--keep-ratio must be in (0, 1]"),
         (["--steps", "0"], "--steps must be a positive integer"),
         (["--model", "wrn28-5"], "unknown model 'wrn28-5'"),
-        (["--devices", "0"], "--devices must be a positive integer"),
+        (["--devices", "0"], "devices must be a positive integer"),
     ],
 )
 def test_bench_bad_input_is_one_line_and_exit_2(args, message):

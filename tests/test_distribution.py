@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 6): ``kerasparse.bench.data_parallel`` on 2 faked CPU devices
+"""Data-parallel training (issue 6): ``kerasparse.distribution.data_parallel`` on 2 faked CPU devices
 equals 1 device with the same global batch, on jax (keras.distribution.DataParallel, devices
 faked with XLA_FLAGS before jax is imported) and tensorflow (MirroredStrategy over 2 logical
 CPUs); torch says it is not supported. Each multi-device run is a fresh subprocess because
@@ -24,14 +24,14 @@ if backend == "tensorflow":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from kerasparse import bench
+from kerasparse import bench, distribution
 
 def run(devices):
     keras.utils.set_random_seed(7)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 10, 8).astype("int32")
-    with bench.data_parallel(devices):
+    with distribution.data_parallel(devices):
         model = bench.build_model("wrn16-1", keep_ratio=0.5, data_format="channels_last",
                                   input_shape=(8, 8, 3))
         bench.compile_for_benchmark(model, learning_rate=0.05)
@@ -66,15 +66,15 @@ def test_two_devices_equal_one_device():
 def test_torch_says_multi_device_is_not_supported():
     import keras
 
-    from kerasparse import bench
+    from kerasparse import distribution
 
     if BACKEND != "torch":
         with pytest.raises(ValueError, match="devices=5 but only"):
-            with bench.data_parallel(5):
+            with distribution.data_parallel(5):
                 pass
         return
     with pytest.raises(ValueError, match="not supported on the torch backend yet"):
-        with bench.data_parallel(2):
+        with distribution.data_parallel(2):
             pass
     assert keras.backend.backend() == "torch"
 

@@ -56,10 +56,12 @@ def bench(
         fail(f"--warmup must be >= 0. Received: --warmup={warmup}")
     if not 0.0 < keep_ratio <= 1.0:
         fail(f"--keep-ratio must be in (0, 1]. Received: --keep-ratio={keep_ratio}")
-    if devices < 1:
-        fail(f"--devices must be a positive integer. Received: --devices={devices}")
-    if devices > 1 and name == "torch":
-        fail("--devices > 1 is not supported on the torch backend yet; use jax or tensorflow.")
+    from kerasparse import distribution
+
+    try:  # on a CPU-only machine, split the CPU (before the backend starts)
+        distribution.prepare_devices(devices, name)
+    except ValueError as exc:
+        fail(str(exc))
     from kerasparse.models import MODELS
 
     if model not in MODELS:

@@ -110,14 +110,15 @@ def train(
                     "--resume continues a run with its saved config; drop the other options "
                     f"({', '.join(extra + (['--set'] if set_ else []) + (['--out'] if out else []))})"
                 )
-            saved = _saved_backend(resume)
+            saved_config = _saved_config(resume)
+            saved = saved_config.get("backend")
             if backend is not None and saved is not None and backend.value != saved:
                 raise UsageError(
                     f"{resume} was trained on {saved!r}; resume it on the same backend "
                     f"(drop --backend or pass --backend {saved})"
                 )
             name = use_backend(backend or saved)
-            _prepare_devices(rundir.read_json(os.path.join(resume, "config.json")), name)
+            _prepare_devices(saved_config, name)
             from kerasparse import train as ks_train
 
             summary = ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
@@ -160,13 +161,14 @@ def _prepare_devices(config, backend):
         raise UsageError(str(exc)) from None
 
 
-def _saved_backend(run_dir):
+def _saved_config(run_dir):
+    """The run's saved config.json ({} if there is none: train.run then says what is wrong)."""
     path = os.path.join(run_dir, "config.json")
     if os.path.isfile(path):
         from kerasparse import rundir
 
-        return rundir.read_json(path).get("backend")
-    return None
+        return rundir.read_json(path)
+    return {}
 
 
 def _check_names(config):
