@@ -137,8 +137,10 @@ def _coerce(name, value, field, source):
     return value
 
 
-def suggest(name, allowed):
-    close = difflib.get_close_matches(str(name), list(allowed), n=1, cutoff=0.5)
+def suggest(name, allowed, cutoff=0.5):
+    """`` Did you mean 'x'?`` for the closest allowed name, or an empty string. The one
+    name-suggestion helper of kerasparse (config keys, CLI choices, models, datasets)."""
+    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1, cutoff=cutoff)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

@@ -4,7 +4,6 @@ Commands that run Keras take ``--backend``; :func:`use_backend` sets ``KERAS_BAC
 Keras is imported (heavy imports live inside the command bodies for that reason).
 """
 
-import difflib
 import enum
 import importlib.util
 import os
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 
 import kerasparse
+from kerasparse.config import suggest  # noqa: F401  (re-exported for the commands)
 
 app = typer.Typer(
     name="kerasparse",
@@ -56,12 +56,6 @@ def fail(message, code=USAGE_ERROR):
     """Print ``Error: message`` on stderr and exit with ``code`` (2: usage error)."""
     err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-def suggest(value, allowed):
-    """`` Did you mean 'x'?`` for the closest allowed name, or an empty string."""
-    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def resolve_backend(backend=None):

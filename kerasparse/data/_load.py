@@ -1,12 +1,12 @@
 """``kerasparse.data.load``: arrays from tfds, user files or the generator, then tf.data."""
 
 import dataclasses
-import difflib
 import os
 from typing import Callable, Optional
 
 import numpy as np
 
+from kerasparse.config import suggest
 from kerasparse.data import _files, embedded
 from kerasparse.data.dataset_bundle import DatasetBundle
 
@@ -63,10 +63,9 @@ def _tf():
 
 def _check_name(name):
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=1, cutoff=0.4)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}.{hint} "
+            f"Unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}."
+            f"{suggest(name, DATASETS, cutoff=0.4)} "
             f"Received: name={name!r}"
         )
     return DATASETS[name]

@@ -1,7 +1,7 @@
 """The model name registry: ``MODELS`` and ``get_model``."""
 
 import dataclasses
-import difflib
+from kerasparse.config import suggest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +71,9 @@ MODELS = {
 def model_spec(name):
     """The :class:`ModelSpec` registered as ``name``; a ValueError suggesting the nearest."""
     if name not in MODELS:
-        close = difflib.get_close_matches(str(name), list(MODELS), n=1, cutoff=0.4)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"Unknown model {name!r}; registered models: {', '.join(MODELS)}.{hint} "
+            f"Unknown model {name!r}; registered models: {', '.join(MODELS)}."
+            f"{suggest(name, MODELS, cutoff=0.4)} "
             f"Received: name={name!r}"
         )
     return MODELS[name]
