@@ -166,6 +166,24 @@ def _global_topk_torch(x, rows, restore, k):
     return restore(rows * keep.to(rows.dtype))
 
 
+def _memory_order_rows_torch(x):
+    """Global mode on torch, for a channels_last-strided 4-D tensor (what oneDNN convolutions
+    often return): one row per sample in memory order, as a view, with a ``restore`` that
+    gives the result the input's layout. The top-k of a row does not depend on the order of
+    its entries, so this is exact; it saves the copy of a logical-order reshape and, more,
+    a layout change that made the next convolution reorder its input (measured: the
+    WRN-28-4 step's convolutions 10-20 % slower at r = 0.5 than with ReLU). None otherwise.
+    """
+    import torch
+
+    if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(
+        memory_format=torch.channels_last
+    ):
+        return None
+    nhwc = x.permute(0, 2, 3, 1)
+    return nhwc.reshape(x.shape[0], -1), lambda y: y.reshape(nhwc.shape).permute(0, 3, 1, 2)
+
+
 def _in_xla_tf():
     """True inside an XLA-compiled TensorFlow function (where ``tf.math.top_k`` needs a
     static ``k``)."""
@@ -316,10 +334,12 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     threshold more than k entries can survive (never fewer). Gradients flow through kept
     entries only. ``r == 1`` keeps every entry (an exact identity).
     """
-    rows, restore = _to_rows(x, mode, channel_axis)
+    torch_backend = keras.backend.backend() == "torch"
+    layout = _memory_order_rows_torch(x) if torch_backend and mode == "global" else None
+    rows, restore = layout or _to_rows(x, mode, channel_axis)
     size = rows.shape[-1]
     k = keep_count(keep_ratio, size)
-    if keras.backend.backend() == "torch":
+    if torch_backend:
         return _global_topk_torch(x, rows, restore, k)
 
     # Fast exits, exact under the tie policy above: with k == D every entry is kept; and

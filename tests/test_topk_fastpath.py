@@ -248,3 +248,24 @@ def test_infinities_and_negatives_in_global_topk(rng):
         y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, r), x, w)
         np.testing.assert_array_equal(y, _np_topk_with_ties(x, k))
         np.testing.assert_array_equal(grad, np.where(x >= np_kth_largest(x, k), w, 0))
+
+
+@pytest.mark.parametrize("r", [0.05, 0.3, 0.5, 0.9])
+def test_torch_channels_last_input_is_exact_and_keeps_its_layout(rng, r):
+    """Global mode reads a channels_last-strided torch tensor (as oneDNN convolutions return
+    it) in memory order: same values and gradients as the NumPy reference on the logical
+    NCHW array, and the output keeps the channels_last layout (no reorder before the next
+    convolution)."""
+    if BACKEND != "torch":
+        pytest.skip("torch only: memory layouts are a torch tensor property")
+    import torch
+
+    x = rng.standard_normal((3, 8, 6, 5)).astype("float32")
+    w = rng.standard_normal(x.shape).astype("float32")
+    xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert ksops._memory_order_rows_torch(xt) is not None  # the layout path is the one tested
+    y = ksops.global_topk(xt, r)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    np.testing.assert_array_equal(y.detach().numpy(), ref.topk(x, r))
+    (grad,) = torch.autograd.grad((y * torch.from_numpy(w)).sum(), xt)
+    np.testing.assert_array_equal(grad.numpy(), w * ref.topk_mask(x, r))
