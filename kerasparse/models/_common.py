@@ -119,3 +119,81 @@ def eoc_setup(owner, activation, sparsity, q_star, v_prime, activation_params):
         activation, sparsity=sparsity, q_star=q_star, v_prime=v_prime, **activation_params
     )
 
+
+
+class PlainEoCNet(keras.Model):
+    """What :class:`~kerasparse.models.DeepMLP` and :class:`~kerasparse.models.DeepCNN`
+    share: the argument checks, the EoC set-up, ``depth`` hidden layers each followed by the
+    activation (the first variance-preserving, :func:`first_layer_initializers`; the others
+    from the set-up), the EoC-initialised ``Dense`` logits layer, the attributes and the
+    config (== the constructor arguments).
+
+    A subclass sets ``width_arg`` (the name of its width argument), ``input_rank`` (None:
+    any) and ``input_name``, and defines ``_stem(inputs)``, ``_hidden(width,
+    kernel_initializer, bias_initializer, index)`` (the i-th hidden layer, 1-based) and
+    ``_head(x)``.
+    """
+
+    width_arg = "width"
+    input_rank = None
+    input_name = "inputs"
+
+    def __init__(self, depth, width, activation, sparsity, q_star, v_prime, activation_params,
+                 num_classes, input_shape, name, **kwargs):
+        owner = type(self).__name__
+        depth = check_positive_int(owner, "depth", depth)
+        width = check_positive_int(owner, self.width_arg, width)
+        num_classes = check_positive_int(owner, "num_classes", num_classes)
+        input_shape = check_input_shape(owner, input_shape, rank=self.input_rank)
+        activation_params = dict(activation_params or {})
+        setup = eoc_setup(owner, activation, sparsity, q_star, v_prime, activation_params)
+        first_kernel, first_bias = first_layer_initializers()
+
+        inputs = keras.Input(shape=input_shape, name=self.input_name)
+        x = self._stem(inputs)
+        for i in range(1, depth + 1):
+            x = self._hidden(
+                width,
+                first_kernel if i == 1 else setup.kernel_initializer(),
+                first_bias if i == 1 else setup.bias_initializer(),
+                i,
+            )(x)
+            x = setup.activation_layer(name=f"act{i}")(x)
+        x = self._head(x)
+        outputs = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=setup.kernel_initializer(),
+            bias_initializer=setup.bias_initializer(),
+            name="logits",
+        )(x)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        self.depth = depth
+        setattr(self, self.width_arg, width)
+        self.activation = activation
+        self.sparsity = sparsity
+        self.q_star = float(q_star)
+        self.v_prime = v_prime
+        self.activation_params = activation_params
+        self.num_classes = num_classes
+        self.data_input_shape = input_shape
+        self.eoc = setup
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "depth": self.depth,
+            self.width_arg: getattr(self, self.width_arg),
+            "activation": self.activation,
+            "sparsity": self.sparsity,
+            "q_star": self.q_star,
+            "v_prime": self.v_prime,
+            "activation_params": dict(self.activation_params),
+            "num_classes": self.num_classes,
+            "input_shape": list(self.data_input_shape),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

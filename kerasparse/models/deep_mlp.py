@@ -1,15 +1,10 @@
 import keras
 
-from kerasparse.models._common import (
-    check_input_shape,
-    check_positive_int,
-    eoc_setup,
-    first_layer_initializers,
-)
+from kerasparse.models._common import PlainEoCNet
 
 
 @keras.saving.register_keras_serializable(package="kerasparse")
-class DeepMLP(keras.Model):
+class DeepMLP(PlainEoCNet):
     """A deep fully connected net at the edge of chaos (Dent & Tanner 2026, section 3).
 
     ``Flatten`` -> ``depth`` hidden ``Dense(width)`` + activation layers -> ``Dense``
@@ -39,6 +34,9 @@ class DeepMLP(keras.Model):
         name: the model's name.
     """
 
+    width_arg = "width"
+    input_name = "inputs"
+
     def __init__(
         self,
         depth=100,
@@ -53,43 +51,10 @@ class DeepMLP(keras.Model):
         name="deep_mlp",
         **kwargs,
     ):
-        owner = "DeepMLP"
-        depth = check_positive_int(owner, "depth", depth)
-        width = check_positive_int(owner, "width", width)
-        num_classes = check_positive_int(owner, "num_classes", num_classes)
-        input_shape = check_input_shape(owner, input_shape)
-        activation_params = dict(activation_params or {})
-        setup = eoc_setup(owner, activation, sparsity, q_star, v_prime, activation_params)
-        first_kernel, first_bias = first_layer_initializers()
-
-        inputs = keras.Input(shape=input_shape, name="inputs")
-        x = keras.layers.Flatten(name="flatten")(inputs)
-        for i in range(1, depth + 1):
-            x = keras.layers.Dense(
-                width,
-                kernel_initializer=first_kernel if i == 1 else setup.kernel_initializer(),
-                bias_initializer=first_bias if i == 1 else setup.bias_initializer(),
-                name=f"dense{i}",
-            )(x)
-            x = setup.activation_layer(name=f"act{i}")(x)
-        outputs = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=setup.kernel_initializer(),
-            bias_initializer=setup.bias_initializer(),
-            name="logits",
-        )(x)
-        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-
-        self.depth = depth
-        self.width = width
-        self.activation = activation
-        self.sparsity = sparsity
-        self.q_star = float(q_star)
-        self.v_prime = v_prime
-        self.activation_params = activation_params
-        self.num_classes = num_classes
-        self.data_input_shape = input_shape
-        self.eoc = setup
+        super().__init__(
+            depth, width, activation, sparsity, q_star, v_prime, activation_params,
+            num_classes, input_shape, name, **kwargs,
+        )
 
     @staticmethod
     def count_parameters(depth=100, width=300, num_classes=10, input_shape=(28, 28, 1),
@@ -100,22 +65,16 @@ class DeepMLP(keras.Model):
             n_in *= d
         return (n_in + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * num_classes
 
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "depth": self.depth,
-            "width": self.width,
-            "activation": self.activation,
-            "sparsity": self.sparsity,
-            "q_star": self.q_star,
-            "v_prime": self.v_prime,
-            "activation_params": dict(self.activation_params),
-            "num_classes": self.num_classes,
-            "input_shape": list(self.data_input_shape),
-        }
+    def _stem(self, inputs):
+        return keras.layers.Flatten(name="flatten")(inputs)
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    def _hidden(self, width, kernel_initializer, bias_initializer, index):
+        return keras.layers.Dense(
+            width,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            name=f"dense{index}",
+        )
 
+    def _head(self, x):
+        return x
