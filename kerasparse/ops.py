@@ -33,15 +33,16 @@ def keep_count(keep_ratio, size):
     return ops.cast(ops.clip(k, 1.0, float(size)), "int32")
 
 
-def kth_largest(rows, k):
+def kth_largest(rows, k, positives=None):
     """The k-th largest value of each row of a 2-D tensor, shape ``(rows, 1)``.
 
     ``k`` is an int32 scalar tensor (it may come from a variable: nothing here needs it
     static, so a compiled step does not retrace when it changes). No gradient flows through
     the result (it is a selection threshold). No full sort is done: see
-    :func:`_kth_largest_rows` for the per-backend selection.
+    :func:`_kth_largest_rows` for the per-backend selection (and ``positives``, an optional
+    count already made).
     """
-    return ops.stop_gradient(_kth_largest_rows(ops.stop_gradient(rows), k))
+    return ops.stop_gradient(_kth_largest_rows(ops.stop_gradient(rows), k, positives))
 
 
 def _kth_largest_rows(rows, k, positives=None):
@@ -356,9 +357,7 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
         def select():
             # Positives are only meaningful without negatives; size + 1 marks "unknown".
             known = ops.where(nonnegative, positives, size + 1)
-            threshold = ops.stop_gradient(
-                _kth_largest_rows(ops.stop_gradient(rows), k, known)
-            )
+            threshold = kth_largest(rows, k, known)
             return restore(ops.where(rows >= threshold, rows, ops.zeros_like(rows)))
 
         return ops.cond(few, lambda: x, select)
