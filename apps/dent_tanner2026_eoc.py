@@ -12,7 +12,7 @@ clipped sparsifying activation at the edge of chaos, trained from inputs scaled 
         --out runs/price-crelu
     # CPU-sized (minutes): depth 20 on the real MNIST files
     KERAS_BACKEND=torch python apps/dent_tanner2026_eoc.py --depth 20 --epochs 3 --lr 1e-2 \\
-        --files-dir ../shared/data/mnist --out runs/dt-mnist-d20
+        --data-dir ../shared/data/mnist --out runs/dt-mnist-d20
 
 The six-step recipe (tau from the sparsity, m from V'(q*), sigma_w^2 from chi_1 = 1, sigma_b^2
 from q* = V(q*)) runs inside the model builder (``kerasparse.models.DeepMLP`` / ``DeepCNN``);
@@ -37,8 +37,9 @@ def parse_args():
     p.add_argument("--model", choices=["mlp100x300", "cnn50x300"], default="mlp100x300")
     p.add_argument("--depth", type=int, default=None, help="override the model's depth")
     p.add_argument("--dataset", default="mnist")
-    p.add_argument("--files-dir", default=None, help="folder of the standard dataset files")
-    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    p.add_argument("--data-dir", default=None, help="folder of the dataset's standard files "
+                   "(layout detected) or a tensorflow-datasets data_dir")
+    p.add_argument("--files-dir", default=None, help="older name of --data-dir (files only)")
     p.add_argument("--activation", default="crelu", help="crelu, cst, chard_shrink, ...")
     p.add_argument("--sparsity", type=float, default=0.85)
     p.add_argument("--v-prime", type=float, default=0.7)

@@ -7,10 +7,10 @@ the larger q* reaches a lower training loss after the same number of steps. The 
 prints and saves (JSON) the training loss per window of steps, the training-set loss at the
 end, and the test accuracy.
 
-    KERAS_BACKEND=torch python apps/mnist_eoc_check.py --files-dir ../shared/data/mnist \\
+    KERAS_BACKEND=torch python apps/mnist_eoc_check.py --data-dir ../shared/data/mnist \\
         --depth 20 --width 300 --epochs 3 --seeds 0 1 2 --out runs/mnist_eoc_check.json
 
-Without ``--files-dir`` MNIST comes from tensorflow-datasets. Only the public API is used:
+Without ``--data-dir`` MNIST is downloaded by ``keras.datasets`` (cached in ~/.keras/datasets). Only the public API is used:
 ``kerasparse.data.load``, ``kerasparse.models.DeepMLP`` and ``model.fit``.
 """
 
@@ -28,8 +28,9 @@ from kerasparse.models import DeepMLP
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--files-dir", default=None, help="folder of the MNIST idx .gz files")
-    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    p.add_argument("--data-dir", default=None, help="folder of the MNIST idx .gz files (or a "
+                   "tensorflow-datasets data_dir)")
+    p.add_argument("--files-dir", default=None, help="older name of --data-dir (files only)")
     p.add_argument("--depth", type=int, default=20, help="hidden layers (paper: 100)")
     p.add_argument("--width", type=int, default=300)
     p.add_argument("--sparsity", type=float, default=0.85)
@@ -63,8 +64,11 @@ def run(args, q_star, seed):
     # Keras logs the mean loss of each "epoch": an epoch of `window` steps gives the mean
     # training loss of every window of steps.
     start = time.time()
-    history = model.fit(bundle.train.repeat(), steps_per_epoch=args.window, epochs=windows,
-                        validation_data=bundle.val, validation_freq=windows, verbose=0)
+    # train_epochs: the batches of all epochs as one sequence (epoch e: a shuffle of (seed,
+    # e)), read straight through in windows of `window` steps.
+    history = model.fit(bundle.train_epochs(args.epochs), steps_per_epoch=args.window,
+                        epochs=windows, validation_data=bundle.val, validation_freq=windows,
+                        shuffle=False, verbose=0)
     seconds = time.time() - start
     x, y = bundle.sample(10000, seed=seed)
     train_loss, train_acc = model.evaluate(x, y, batch_size=1000, verbose=0)

@@ -36,8 +36,9 @@ def parse_args():
     p.add_argument("--depth", type=int, default=None, help="override the model's depth")
     p.add_argument("--width", type=int, default=None, help="override the model's width")
     p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--files-dir", default=None, help="folder of CIFAR-10 python batches")
-    p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
+    p.add_argument("--data-dir", default=None, help="folder of the dataset's standard files "
+                   "(layout detected) or a tensorflow-datasets data_dir")
+    p.add_argument("--files-dir", default=None, help="older name of --data-dir (files only)")
     p.add_argument("--controller", choices=["none", "add", "mult"], default="mult")
     p.add_argument("--factor", type=float, default=0.98, help="multiplicative factor")
     p.add_argument("--gap", type=float, default=0.2, help="multiplicative reset gap")

@@ -260,10 +260,10 @@ def compare_child(spec_path):
         model.load_weights(weights)
     else:
         model.save_weights(weights)
-    # The initial loss on a fixed slice of the (unshuffled) training set.
+    # The initial loss on a fixed slice of the (unshuffled, normalised) training set.
     n0 = min(len(x_train), spec.get("initial_loss_examples", 256))
-    x0 = data._normalize(x_train[:n0]) if data._normalize else x_train[:n0]
-    initial_loss = float(model.evaluate(x0, y_train[:n0], batch_size=config["batch_size"],
+    initial_loss = float(model.evaluate(x_train[:n0], y_train[:n0],
+                                        batch_size=config["batch_size"],
                                         verbose=0, return_dict=True)["loss"])
 
     step_times = []
@@ -275,13 +275,15 @@ def compare_child(spec_path):
         def on_train_batch_end(self, batch, logs=None):
             step_times.append(time.perf_counter() - self._start)
 
-    train_ds = data.train.take(steps)
+    # The epoch-indexed batches of `kerasparse train`: every backend sees the same data.
+    train_ds = data.train_epochs(config["epochs"], steps_per_epoch=steps)
     test_ds = data.test
     if config["test_examples"] is not None:
-        test_ds = data.test.unbatch().take(config["test_examples"]).batch(config["batch_size"])
+        test_ds = data.test.head(config["test_examples"])
     start = time.perf_counter()
-    history = model.fit(train_ds, epochs=config["epochs"], validation_data=test_ds,
-                        callbacks=[StepTimer()], verbose=0)
+    history = model.fit(train_ds, epochs=config["epochs"], steps_per_epoch=steps,
+                        validation_data=test_ds, callbacks=[StepTimer()], shuffle=False,
+                        verbose=0)
     wall = time.perf_counter() - start
     accuracy = [float(a) for a in history.history["val_accuracy"]]
     # Warm-up excluded: the first step of the run (tracing/compilation) is dropped.

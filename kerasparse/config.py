@@ -86,13 +86,17 @@ FIELDS = {
     "width": Field(int, None, _num(1), "model width override", True),
     "augment": Field(bool, False, help="random crop + flip (off: the paper's setting)"),
     "validation_split": Field(float, 0.0, _num(0, 1, high_open=True), "held-out fraction"),
-    "data_dir": Field(str, None, help="tensorflow-datasets data_dir", optional=True),
-    "files_dir": Field(str, None, help="folder of standard distribution files", optional=True),
+    "data_dir": Field(str, None, help="folder of the dataset's standard files (layout "
+                      "detected) or a tensorflow-datasets data_dir", optional=True),
+    "files_dir": Field(str, None, help="folder of standard distribution files (data_dir's "
+                       "older name, files only)", optional=True),
     "train_examples": Field(int, None, _num(1), "use only the first N training examples", True),
     "test_examples": Field(int, None, _num(1), "evaluate on the first N test examples", True),
     "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
     "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
     "devices": Field(int, 1, _num(1), "data-parallel devices (jax, tensorflow)"),
+    "device": Field(str, "auto", _choice(("auto", "cpu", "gpu")),
+                    "device kind: auto (a GPU if the backend sees one), cpu, gpu (required)"),
     "monitor_batch": Field(int, 256, _num(0), "SparsityMonitor batch (0: off)"),
     "checkpoint_every": Field(int, 1, _num(1), "checkpoint every N epochs"),
 }

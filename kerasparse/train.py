@@ -285,6 +285,7 @@ class Run:
         self.started = time.time()
         self.wall_before = 0.0  # wall time of earlier (resumed) segments
         self.device_names = None
+        self.device_kind = None
 
     # -- files
     def path(self, *parts):
@@ -377,6 +378,7 @@ class Run:
             "backend": self.backend,
             "seed": self.config["seed"],
             "devices": self.device_names,  # data-parallel devices (--devices N), else None
+            "device": self.device_kind,  # "cpu" or "gpu: <name>" (kerasparse.devices)
             "versions": versions(self.backend),
             "git_commit": git_commit(),
             "host": platform.node(),
@@ -453,7 +455,7 @@ def _setup(config):
         )
         model = build_model(config, data)
         controller = build_controller(config)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ks_data.MissingDependencyError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
     return data, model, controller
 
@@ -490,7 +492,10 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     state.controller = controller
     state.test_ds = data.test
     if config["test_examples"] is not None:
-        state.test_ds = data.test.unbatch().take(config["test_examples"]).batch(config["batch_size"])
+        state.test_ds = data.test.head(config["test_examples"])
+    from kerasparse import devices
+
+    state.device_kind = devices.describe(backend, len(device_names or []) or 1)
     start = state.load_checkpoint(model) if resume else 0
     if resume and verbose:
         print(f"resuming {out} after epoch {start}")

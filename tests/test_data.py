@@ -1,4 +1,5 @@
-"""kerasparse.data: the embedded dataset, file readers, tfds (mocked), normalisation, splits.
+"""kerasparse.data: the embedded dataset, file readers, tfds (mocked here; for real in
+tests/test_tfds.py), normalisation, splits, the NumPy pipeline's order and augmentation.
 
 The real MNIST files are looked up at ../shared/data/mnist relative to the repository root.
 """
@@ -32,7 +33,7 @@ def _uint8(bundle, x):
 
 
 def _all(ds):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -92,7 +93,7 @@ def test_load_embedded_channel_normalisation():
 def test_q_star_scales_each_example():
     bundle = load("embedded", batch_size=64, q_star=3.0)
     x, _ = next(iter(bundle.train))
-    flat = x.numpy().reshape(len(x), -1).astype(np.float64)
+    flat = x.reshape(len(x), -1).astype(np.float64)
     np.testing.assert_allclose(flat.mean(1), 0.0, atol=1e-5)
     np.testing.assert_allclose(flat.var(1), 3.0, rtol=1e-4)
     assert bundle.normalization == {"kind": "per_example", "q_star": 3.0}
@@ -125,9 +126,9 @@ def test_augmentation_is_a_random_shift_of_the_image(tmp_path):
     candidates = [padded[i:i + 32, j:j + 32] for i in range(9) for j in range(9)]
     candidates += [c[:, ::-1] for c in candidates]
     seen_shift = seen_flip = False
-    for _ in range(12):  # a new iterator each time, as fit makes one per epoch
+    for _ in range(12):  # a whole pass each time (one batch): a new pass, new draws
         x, _ = next(iter(bundle.train))
-        img = _uint8(bundle, x.numpy()[0])
+        img = _uint8(bundle, x[0])
         matches = [k for k, c in enumerate(candidates) if np.array_equal(c, img)]
         assert matches, "augmented image is not a crop (+ flip) of the padded original"
         seen_shift |= any(k % 81 != 40 for k in matches)
@@ -142,7 +143,7 @@ def _rows(bundle, x):
 def test_train_epochs_is_a_replayable_per_epoch_shuffle():
     bundle = load("embedded", batch_size=64, max_train_examples=200, seed=5)
     assert bundle.steps_per_epoch() == 4 and bundle.steps_per_epoch(3) == 3
-    batches = [(x.numpy(), y.numpy()) for x, y in bundle.train_epochs(3)]
+    batches = [(x, y) for x, y in bundle.train_epochs(3)]
     assert [len(b[1]) for b in batches] == [64, 64, 64, 8] * 3
     stored = _rows(bundle, bundle.train_arrays()[0])
     epochs = [np.concatenate([b[0] for b in batches[4 * e:4 * e + 4]]) for e in range(3)]
@@ -155,12 +156,12 @@ def test_train_epochs_is_a_replayable_per_epoch_shuffle():
     # Replay: epoch 2 alone (a resumed run) gives exactly epoch 2 of the full pipeline, and a
     # second bundle with the same seed gives the same batches; another seed does not.
     again = load("embedded", batch_size=64, max_train_examples=200, seed=5)
-    tail = np.concatenate([x.numpy() for x, _ in again.train_epochs(3, initial_epoch=2)])
+    tail = np.concatenate([x for x, _ in again.train_epochs(3, initial_epoch=2)])
     np.testing.assert_array_equal(tail, epochs[2])
     other = load("embedded", batch_size=64, max_train_examples=200, seed=6)
-    assert not np.array_equal(next(iter(other.train_epochs(1)))[0].numpy(), batches[0][0])
+    assert not np.array_equal(next(iter(other.train_epochs(1)))[0], batches[0][0])
     # The cap: each epoch restarts at its own shuffle after `steps_per_epoch` batches.
-    capped = [x.numpy() for x, _ in bundle.train_epochs(2, steps_per_epoch=2)]
+    capped = [x for x, _ in bundle.train_epochs(2, steps_per_epoch=2)]
     assert len(capped) == 4
     np.testing.assert_array_equal(capped[2], batches[4][0])
     with pytest.raises(ValueError, match="initial_epoch=3, epochs=3"):
@@ -172,7 +173,7 @@ def test_train_epochs_augmentation_is_per_example_and_replayable(tmp_path):
                   files_dir=_fake_cifar10(tmp_path))
     x_raw = bundle._x_train.astype(np.int64)
     padded = np.pad(x_raw, ((0, 0), (4, 4), (4, 4), (0, 0)))
-    first = [x.numpy() for x, _ in bundle.train_epochs(2)]
+    first = [x for x, _ in bundle.train_epochs(2)]
     shifts = set()
     for x in first:
         for img in _uint8(bundle, x):
@@ -183,7 +184,7 @@ def test_train_epochs_augmentation_is_per_example_and_replayable(tmp_path):
             assert found, "augmented image is not a crop (+ flip) of a padded original"
             shifts.update(found)
     assert len(shifts) > 4  # different crops/flips across examples of one batch and epochs
-    replay = [x.numpy() for x, _ in bundle.train_epochs(2, initial_epoch=1)]
+    replay = [x for x, _ in bundle.train_epochs(2, initial_epoch=1)]
     np.testing.assert_array_equal(replay[0], first[1])
 
 
@@ -307,7 +308,7 @@ def test_tfds_datasets_with_mock_data(name):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=24):
-        bundle = load(name, batch_size=8, validation_split=0.25)
+        bundle = load(name, batch_size=8, validation_split=0.25, source="tfds")
     info = DATASETS[name]
     assert bundle.source == "tfds" and bundle.num_classes == info.num_classes
     assert bundle.input_shape == info.input_shape

@@ -22,6 +22,12 @@ class Precision(str, enum.Enum):
     mixed_bfloat16 = "mixed_bfloat16"
 
 
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
 def _opt(help_text, *names):
     return typer.Option(*names, help=help_text, show_default=False)
 
@@ -31,7 +37,7 @@ OVERRIDES = (
     "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
-    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
+    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
 )
 
 
@@ -80,9 +86,14 @@ def train(
     validation_split: Annotated[
         Optional[float], _opt("Fraction of training data held out for validation.", "--validation-split")
     ] = None,
-    data_dir: Annotated[Optional[str], _opt("tensorflow-datasets data_dir.", "--data-dir")] = None,
+    data_dir: Annotated[
+        Optional[str],
+        _opt("Folder of the dataset: its standard files (MNIST idx .gz, CIFAR python batches, "
+             "SVHN .mat, tiny-imagenet-200; detected) or a tensorflow-datasets data_dir.",
+             "--data-dir"),
+    ] = None,
     files_dir: Annotated[
-        Optional[str], _opt("Folder of standard dataset files (MNIST idx.gz, CIFAR batches).", "--files-dir")
+        Optional[str], _opt("Older name of --data-dir (standard files only).", "--files-dir")
     ] = None,
     train_examples: Annotated[
         Optional[int], _opt("Use only the first N training examples.", "--train-examples")
@@ -91,6 +102,11 @@ def train(
     precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
     devices: Annotated[
         Optional[int], _opt("Data-parallel devices (jax, tensorflow; default 1).", "--devices")
+    ] = None,
+    device: Annotated[
+        Optional[Device],
+        _opt("Device kind: auto (a GPU if the backend sees one), cpu, or gpu (fail without "
+             "one).", "--device"),
     ] = None,
     set_: Annotated[
         Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
@@ -151,11 +167,13 @@ def train(
 
 
 def _prepare_devices(config, backend):
-    """--devices N: check it for the backend and, on a CPU-only machine, make N devices
-    (before the backend starts; kerasparse.distribution)."""
-    from kerasparse import distribution
+    """--device KIND (hide the GPUs, or require one) and --devices N (check it for the
+    backend and, on a CPU-only machine, make N devices), before the backend starts
+    (kerasparse.devices, kerasparse.distribution)."""
+    from kerasparse import devices, distribution
 
     try:
+        devices.prepare(config.get("device", "auto"), backend)
         distribution.prepare_devices(config.get("devices", 1), backend)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

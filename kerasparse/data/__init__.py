@@ -1,11 +1,20 @@
-"""kerasparse data: tf.data pipelines for every backend, from tfds, files, or generated.
+"""kerasparse data: datasets in memory as NumPy arrays, fed to ``fit`` on every backend.
 
-``load("cifar10")`` returns a :class:`DatasetBundle` with batched ``train``/``val``/``test``
-datasets; ``load("embedded")`` needs no download (see :mod:`kerasparse.data.embedded`).
-TensorFlow is imported only when a dataset is loaded.
+``load("cifar10")`` returns a :class:`DatasetBundle` with ``train``/``val``/``test`` batches
+(``keras.utils.PyDataset``s made by the NumPy pipeline, :mod:`kerasparse.data.pipeline`);
+``load("embedded")`` needs no download (see :mod:`kerasparse.data.embedded`). Nothing here
+imports TensorFlow, except tensorflow-datasets when that source is used.
 """
 
-from kerasparse.data._load import DATASETS, DatasetInfo, load, load_arrays
+from kerasparse.data._load import (
+    DATASETS,
+    SOURCES,
+    DatasetInfo,
+    MissingDependencyError,
+    load,
+    load_arrays,
+)
 from kerasparse.data.dataset_bundle import DatasetBundle
 
-__all__ = ["DATASETS", "DatasetBundle", "DatasetInfo", "load", "load_arrays"]
+__all__ = ["DATASETS", "SOURCES", "DatasetBundle", "DatasetInfo", "MissingDependencyError",
+           "load", "load_arrays"]

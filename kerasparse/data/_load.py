@@ -1,27 +1,31 @@
-"""``kerasparse.data.load``: arrays from tfds, user files or the generator, then tf.data."""
+"""``kerasparse.data.load``: arrays from files, Keras downloads, tfds or the generator, kept in
+memory and fed to ``fit`` by the NumPy pipeline (:mod:`kerasparse.data.pipeline`)."""
 
 import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from kerasparse.config import suggest
-from kerasparse.data import _files, embedded
+from kerasparse.data import _files, _sources, embedded
+from kerasparse.data._sources import MissingDependencyError
 from kerasparse.data.dataset_bundle import DatasetBundle
+from kerasparse.data.pipeline import ArrayBatches, Pipeline, TrainBatches
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
-    """A known dataset: its tfds name, files reader, shape, classes and input statistics.
+    """A known dataset: its tfds name, shape, classes and input statistics.
 
     ``mean``/``std``: fixed per-channel statistics of [0, 1] pixels (``None``: computed from
     the training split). ``flip``: whether a horizontal flip keeps the label (not for digits
-    or the embedded gratings, whose class is the orientation).
+    or the embedded gratings, whose class is the orientation). The standard files it can be
+    read from are ``_files.LAYOUTS[name]``; whether Keras can download it,
+    ``_sources.DOWNLOADABLE``.
     """
 
     tfds_name: Optional[str]
-    files_reader: Optional[Callable]
     input_shape: tuple
     num_classes: int
     mean: Optional[tuple] = None
@@ -30,35 +34,19 @@ class DatasetInfo:
 
 
 DATASETS = {
-    "embedded": DatasetInfo(None, None, embedded.IMAGE_SHAPE, embedded.NUM_CLASSES, flip=False),
+    "embedded": DatasetInfo(None, embedded.IMAGE_SHAPE, embedded.NUM_CLASSES, flip=False),
     # Wang 2026, section 2.1: the channel statistics the paper normalises CIFAR-10 with.
-    "cifar10": DatasetInfo(
-        "cifar10", _files.load_cifar10, (32, 32, 3), 10,
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-    ),
-    "cifar100": DatasetInfo("cifar100", _files.load_cifar100, (32, 32, 3), 100),
-    "mnist": DatasetInfo(
-        "mnist", lambda d: _files.load_idx(d, "MNIST"), (28, 28, 1), 10, flip=False
-    ),
-    "fashion_mnist": DatasetInfo(
-        "fashion_mnist", lambda d: _files.load_idx(d, "FashionMNIST"), (28, 28, 1), 10
-    ),
-    "svhn_cropped": DatasetInfo("svhn_cropped", _files.load_svhn, (32, 32, 3), 10, flip=False),
+    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10,
+                           mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100),
+    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, flip=False),
+    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10),
+    "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 10, flip=False),
+    # Dent & Tanner 2026, appendix H.2: the labelled val folder is the test split.
+    "tiny_imagenet": DatasetInfo(None, (64, 64, 3), 200),
 }
 
-_PAD = 4  # random-crop padding (pixels), as the usual CIFAR augmentation
-
-
-def _tf():
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise ImportError(
-            "kerasparse.data builds tf.data pipelines (on every Keras backend) and needs "
-            "TensorFlow: pip install tensorflow-cpu (CPU only) or pip install "
-            "'kerasparse[tensorflow]'"
-        ) from None
-    return tf
+SOURCES = ("auto", "files", "keras", "tfds")
 
 
 def _check_name(name):
@@ -71,81 +59,83 @@ def _check_name(name):
     return DATASETS[name]
 
 
-def _tfds_arrays(info, data_dir):
-    """Both splits of a tfds dataset as uint8/int32 numpy arrays."""
-    import tensorflow_datasets as tfds
-
-    try:
-        splits = tfds.load(
-            info.tfds_name, split=["train", "test"], data_dir=data_dir, as_supervised=True
-        )
-    except Exception as exc:  # tfds raises many types (download, missing files, ...)
-        raise ValueError(
-            f"tensorflow-datasets could not load {info.tfds_name!r} (offline, or not prepared "
-            f"in data_dir): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. Pass "
-            f"files_dir= a folder of the standard distribution files, or data_dir= a tfds "
-            f"folder where it is prepared. Received: data_dir={data_dir!r}"
-        ) from None
-    arrays = []
-    for ds in splits:
-        xs, ys = [], []
-        # ds.batch, not tfds.load(batch_size=-1): the latter aborts under mock_data.
-        for x, y in tfds.as_numpy(ds.batch(10000)):
-            xs.append(np.asarray(x, dtype=np.uint8))
-            ys.append(np.asarray(y, dtype=np.int32))
-        arrays.append((np.concatenate(xs), np.concatenate(ys)))
-    return tuple(arrays)
+def _folder(argument, value):
+    value = os.path.expanduser(os.fspath(value))
+    if not os.path.isdir(value):
+        raise ValueError(f"{argument} is not a folder. Received: {argument}={value!r}")
+    return value
 
 
-def load_arrays(name, data_dir=None, files_dir=None):
+def load_arrays(name, data_dir=None, files_dir=None, source="auto", cache_dir=None):
     """``((x_train, y_train), (x_test, y_test))`` as uint8 NHWC images and int32 labels,
-    plus a description of the source.
+    and a description of where they came from.
 
-    ``files_dir`` wins over tfds; ``embedded`` is generated and takes neither.
+    ``source="auto"`` (docs/data.md, "Sources"): ``embedded`` is generated; ``files_dir`` is a
+    folder of the standard files; ``data_dir`` is a folder of the standard files (any known
+    layout, detected) or a tensorflow-datasets ``data_dir`` where the dataset is prepared;
+    without either, Keras downloads it (cached in ``~/.keras/datasets``), or tfds does where
+    Keras cannot (SVHN). ``"files"``, ``"keras"`` or ``"tfds"`` ask for one source.
     """
     info = _check_name(name)
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}. Received: "
+                         f"source={source!r}")
     if name == "embedded":
-        if files_dir is not None:
-            raise ValueError(
-                "The embedded dataset is generated and reads no files. "
-                f"Received: files_dir={files_dir!r}"
-            )
+        given = {k: v for k, v in (("files_dir", files_dir), ("data_dir", data_dir)) if v}
+        if given:
+            key, value = next(iter(given.items()))
+            raise ValueError("The embedded dataset is generated and reads no files. "
+                             f"Received: {key}={str(value)!r}")
         return embedded.load_arrays(), "generated"
-    if files_dir is not None:
-        files_dir = os.fspath(files_dir)
-        if not os.path.isdir(files_dir):
-            raise ValueError(f"files_dir is not a folder. Received: files_dir={files_dir!r}")
-        return info.files_reader(files_dir), f"files:{files_dir}"
-    return _tfds_arrays(info, data_dir), "tfds"
-
-
-def _normalizer(tf, kind, mean=None, std=None, q_star=None):
-    """uint8 images -> float32 normalised images (works on one image or a batch)."""
-    if kind == "per_example":
-        scale = float(np.sqrt(q_star))
-
-        def normalize(x):
-            x = tf.cast(x, tf.float32) / 255.0
-            axes = list(range(len(x.shape) - 3, len(x.shape)))  # an example's H, W, C
-            mu = tf.reduce_mean(x, axis=axes, keepdims=True)
-            var = tf.reduce_mean(tf.square(x - mu), axis=axes, keepdims=True)
-            return (x - mu) * tf.math.rsqrt(var + 1e-12) * scale
-
-        return normalize
-    mean = tf.constant(mean, tf.float32)
-    std = tf.constant(std, tf.float32)
-
-    def normalize(x):
-        return (tf.cast(x, tf.float32) / 255.0 - mean) / std
-
-    return normalize
+    if files_dir is not None:  # the alias of data_dir for files only (--files-dir)
+        folder = _folder("files_dir", files_dir)
+        return _files.read(name, folder, cache_dir, "files_dir"), f"files:{folder}"
+    if source == "tfds" or (source == "auto" and data_dir is None and
+                            name not in _sources.DOWNLOADABLE):
+        if info.tfds_name is None:
+            raise ValueError(
+                f"{name} is not in tensorflow-datasets; pass --data-dir (data_dir=) a folder "
+                f"of its standard files{' or let Keras download it' if name in _sources.DOWNLOADABLE else ''}. "
+                f"Received: source={source!r}"
+            )
+        return _sources.from_tfds(info.tfds_name, data_dir), "tfds" + (
+            f":{data_dir}" if data_dir else "")
+    if source == "keras" or (source == "auto" and data_dir is None):
+        if name not in _sources.DOWNLOADABLE:
+            raise ValueError(f"Keras cannot download {name}; use tensorflow-datasets "
+                             f"(source='tfds') or a folder of its files (data_dir=). "
+                             f"Received: source={source!r}")
+        return _sources.download(name, cache_dir)
+    if data_dir is None:
+        raise ValueError(f"source='files' needs data_dir= (or files_dir=) a folder of the "
+                         f"standard {name} files. Received: data_dir=None")
+    folder = _folder("data_dir", data_dir)
+    if _files.LAYOUTS[name].find(folder) is not None or source == "files":
+        return _files.read(name, folder, cache_dir), f"files:{folder}"
+    if info.tfds_name is not None and _sources.tfds_prepared(folder, info.tfds_name):
+        return _sources.from_tfds(info.tfds_name, folder, download=False), f"tfds:{folder}"
+    tfds_text = (f", nor a tensorflow-datasets data_dir where it is prepared "
+                 f"({info.tfds_name}/<version>/dataset_info.json)" if info.tfds_name else "")
+    raise _files.FilesNotFound(
+        f"data_dir holds neither the {name} files (expected "
+        f"{_files.LAYOUTS[name].expected()}){tfds_text}."
+        f"{_files.describe_detected(folder, exclude=(name,))} Received: data_dir={folder!r}"
+    )
 
 
 def _channel_stats(x):
-    """Per-channel mean and std of [0, 1] pixels (float64 accumulation)."""
-    mean = x.mean(axis=(0, 1, 2), dtype=np.float64) / 255.0
-    sq = np.mean(np.square(x, dtype=np.float64), axis=(0, 1, 2)) / 255.0**2
-    return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(sq - mean**2))
+    """Per-channel mean and std of [0, 1] pixels (float64 accumulation, in chunks)."""
+    c = x.shape[-1]
+    total = np.zeros(c)
+    total_sq = np.zeros(c)
+    for start in range(0, len(x), 8192):
+        chunk = x[start:start + 8192].reshape(-1, c).astype(np.float64)
+        total += chunk.sum(0)
+        total_sq += np.square(chunk).sum(0)
+    count = x.size // c
+    mean = total / count / 255.0
+    var = total_sq / count / 255.0**2 - mean**2
+    return tuple(float(m) for m in mean), tuple(float(s) for s in np.sqrt(np.maximum(var, 0)))
 
 
 def load(
@@ -158,23 +148,32 @@ def load(
     q_star=None,
     seed=3407,
     max_train_examples=None,
+    *,
+    source="auto",
+    cache_dir=None,
+    prefetch=2,
 ):
-    """Load a dataset as batched ``tf.data`` pipelines (they feed ``fit`` on every backend).
+    """Load a dataset into memory; batches come from the NumPy pipeline on every backend.
 
     Args:
         name: ``"embedded"`` (generated, no download), ``"cifar10"``, ``"cifar100"``,
-            ``"mnist"``, ``"fashion_mnist"`` or ``"svhn_cropped"``.
+            ``"mnist"``, ``"fashion_mnist"``, ``"svhn_cropped"`` or ``"tiny_imagenet"``.
         batch_size: examples per batch (paper: 128).
-        data_dir: tensorflow-datasets' ``data_dir``.
-        files_dir: a folder of the standard distribution files (MNIST idx ``.gz``, CIFAR
-            python batches, SVHN ``.mat``), used instead of tfds (offline nodes).
+        data_dir: a folder of the dataset's standard files (MNIST idx ``.gz``, CIFAR python
+            batches, SVHN ``.mat``, ``tiny-imagenet-200``; the layout is detected), or a
+            tensorflow-datasets ``data_dir`` where it is prepared.
+        files_dir: a folder of the standard files only (the older name; kept).
         augment: random crop (4-pixel zero padding) + horizontal flip (flip only where it
             keeps the label) on the training split. Off by default (Wang 2026 uses none).
         validation_split: fraction of the training split held out (seeded), in [0, 1).
         q_star: if given, each example is scaled to mean 0 and variance ``q_star`` over its
             pixels (Dent & Tanner 2026, section 3) instead of channel normalisation.
-        seed: shuffling and validation-split seed (paper: 3407).
+        seed: order, augmentation and validation-split seed (paper: 3407).
         max_train_examples: keep only this many training examples (after the split).
+        source: ``"auto"``, ``"files"``, ``"keras"`` (download through Keras) or ``"tfds"``.
+        cache_dir: where decoded arrays of slow sources (Tiny ImageNet) are cached
+            (default ``$KERASPARSE_CACHE_DIR`` or ``~/.keras/kerasparse``).
+        prefetch: batches made ahead in background threads (0: none).
 
     Returns:
         A :class:`DatasetBundle`.
@@ -198,8 +197,11 @@ def load(
             "max_train_examples must be a positive integer. "
             f"Received: max_train_examples={max_train_examples!r}"
         )
-    tf = _tf()
-    ((x_train, y_train), (x_test, y_test)), source = load_arrays(name, data_dir, files_dir)
+    ((x_train, y_train), (x_test, y_test)), source_text = load_arrays(
+        name, data_dir, files_dir, source, cache_dir)
+    if tuple(x_train.shape[1:]) != tuple(info.input_shape):
+        raise ValueError(f"{name} images from {source_text} are {x_train.shape[1:]}, expected "
+                         f"{info.input_shape}")
 
     rng = np.random.default_rng(seed)
     x_val = y_val = None
@@ -213,102 +215,38 @@ def load(
         x_train, y_train = x_train[train_idx], y_train[train_idx]
     if max_train_examples is not None:
         x_train, y_train = x_train[: int(max_train_examples)], y_train[: int(max_train_examples)]
+    x_train, y_train = np.ascontiguousarray(x_train), np.ascontiguousarray(y_train, np.int32)
+    x_test, y_test = np.ascontiguousarray(x_test), np.ascontiguousarray(y_test, np.int32)
 
     if q_star is not None:
         normalization = {"kind": "per_example", "q_star": float(q_star)}
     else:
         mean, std = (info.mean, info.std) if info.mean is not None else _channel_stats(x_train)
         normalization = {"kind": "channel", "mean": list(mean), "std": list(std)}
-    normalize = _normalizer(tf, **normalization)
-
-    augment_example = _augmenter(tf, x_train.shape[1:], info.flip)
-
-    def pipeline(x, y, training):
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if training:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            if augment:
-                # Per-example seeds for stateless ops, new ones every epoch (random ops
-                # with op-level seeds would repeat the same augmentation each epoch).
-                seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-                ds = tf.data.Dataset.zip((ds, seeds.batch(2))).map(
-                    lambda example, s: (augment_example(example[0], s), example[1]),
-                    num_parallel_calls=tf.data.AUTOTUNE,
-                )
-        ds = ds.batch(batch_size).map(
-            lambda xb, yb: (normalize(xb), yb), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    def train_epochs(first_epoch, last_epoch, steps_per_epoch):
-        """Epochs [first_epoch, last_epoch): epoch e's order is a stateless shuffle seeded
-        by (seed, e) and example i of it is augmented with seed (seed, e, i), so any epoch
-        can be replayed exactly (e.g. after a restart) without replaying the ones before."""
-        n = len(x_train)
-        images, labels = tf.constant(x_train), tf.constant(y_train)
-        base = tf.constant(seed, tf.int64)
-
-        def one_epoch(epoch):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), seed=tf.stack([base, epoch])
-            )
-            ds = tf.data.Dataset.from_tensor_slices(order).enumerate()
-            if augment:
-                ds = ds.map(
-                    lambda i, idx: (
-                        augment_example(
-                            tf.gather(images, idx),
-                            tf.random.experimental.stateless_fold_in(
-                                tf.stack([base, epoch]), i
-                            ),
-                        ),
-                        tf.gather(labels, idx),
-                    ),
-                    num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True,
-                )
-                ds = ds.batch(batch_size)
-            else:
-                ds = ds.batch(batch_size).map(
-                    lambda _, idx: (tf.gather(images, idx), tf.gather(labels, idx))
-                )
-            return ds.take(steps_per_epoch)
-
-        ds = tf.data.Dataset.range(first_epoch, last_epoch).flat_map(one_epoch)
-        ds = ds.map(lambda xb, yb: (normalize(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+    pipeline = Pipeline(normalization, x_train.shape[1:], seed, augment=augment, flip=info.flip)
 
     return DatasetBundle(
         name=name,
-        train=pipeline(x_train, y_train, True),
-        val=pipeline(x_val, y_val, False) if num_val else None,
-        test=pipeline(x_test, y_test, False),
+        train=TrainBatches(x_train, y_train, batch_size, pipeline, prefetch),
+        val=ArrayBatches(x_val, np.asarray(y_val, np.int32), batch_size, pipeline, prefetch)
+        if num_val else None,
+        test=ArrayBatches(x_test, y_test, batch_size, pipeline, prefetch),
         num_classes=info.num_classes,
         input_shape=tuple(int(d) for d in x_train.shape[1:]),
         num_train=len(x_train),
         num_val=num_val,
         num_test=len(x_test),
         normalization=normalization,
-        source=source,
-        _x_train=x_train,
-        _y_train=y_train,
+        source=source_text,
         batch_size=int(batch_size),
         seed=int(seed),
         augment=bool(augment),
-        _normalize=lambda x: normalize(x).numpy(),
-        _train_epochs=train_epochs,
+        pipeline=pipeline,
+        prefetch=int(prefetch),
+        _x_train=x_train,
+        _y_train=y_train,
     )
 
 
-def _augmenter(tf, shape, flip):
-    """Random crop after zero padding by ``_PAD`` pixels, then (optionally) a random flip, of
-    one raw image, given a stateless seed (shape (2,)). Both training pipelines use it."""
-
-    def augment(image, seed):
-        image = tf.pad(image, [[_PAD, _PAD], [_PAD, _PAD], [0, 0]])
-        image = tf.image.stateless_random_crop(image, shape, seed=seed)
-        if flip:
-            image = tf.image.stateless_random_flip_left_right(image, seed=seed[::-1])
-        return image
-
-    return augment
+__all__ = ["DATASETS", "DatasetInfo", "MissingDependencyError", "SOURCES", "load",
+           "load_arrays"]

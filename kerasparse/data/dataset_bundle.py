@@ -1,5 +1,5 @@
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -10,20 +10,26 @@ class DatasetBundle:
 
     Attributes:
         name: the dataset's name.
-        train, val, test: batched ``tf.data.Dataset``s of ``(images, labels)``: float32
-            normalised NHWC images, int32 labels. ``val`` is ``None`` without a validation
-            split. ``train`` reshuffles every epoch.
+        train, val, test: ``keras.utils.PyDataset``s of ``(images, labels)`` batches: float32
+            normalised NHWC images (NumPy), int32 labels; ``fit``/``evaluate`` take them on
+            every backend. ``val`` is ``None`` without a validation split. ``train`` is one
+            pass per ``fit`` epoch, pass p ordered (and augmented) like epoch p of
+            :meth:`train_epochs`; ``val``/``test`` keep the stored order and have
+            ``head(n)`` (the first n examples) and ``arrays()``.
         num_classes: number of classes.
         input_shape: ``(height, width, channels)`` of one example.
         num_train, num_val, num_test: examples in each split.
         normalization: how inputs were scaled, e.g. ``{"kind": "channel", "mean": [...],
             "std": [...]}`` or ``{"kind": "per_example", "q_star": 3.0}``.
-        source: where the data came from (``"generated"``, ``"tfds"``, ``"files:<dir>"``).
+        source: where the data came from (``"generated"``, ``"files:<dir>"``,
+            ``"keras.datasets.<name>"``, ``"keras.utils.get_file:<dir>"``, ``"tfds[:<dir>]"``).
         batch_size, seed, augment: as given to :func:`kerasparse.data.load`.
+        pipeline: the :class:`kerasparse.data.pipeline.Pipeline` (order, augmentation and
+            normalisation functions).
 
-    ``train`` is the simple pipeline (``model.fit(bundle.train, epochs=E)``); for runs that
-    must be replayable epoch by epoch (resume after a crash, or two programs that must see the
-    same batches) use :meth:`train_epochs`, which ``kerasparse train`` uses too.
+    For runs that must be replayable epoch by epoch (resume after a crash, a step cap, or two
+    programs that must see the same batches) use :meth:`train_epochs`, which ``kerasparse
+    train`` and the ``apps/`` scripts use.
     """
 
     name: str
@@ -40,10 +46,10 @@ class DatasetBundle:
     batch_size: int = 128
     seed: int = 3407
     augment: bool = False
+    pipeline: Any = dataclasses.field(repr=False, default=None)
+    prefetch: int = dataclasses.field(repr=False, default=2)
     _x_train: np.ndarray = dataclasses.field(repr=False, default=None)
     _y_train: np.ndarray = dataclasses.field(repr=False, default=None)
-    _normalize: Callable = dataclasses.field(repr=False, default=None)
-    _train_epochs: Callable = dataclasses.field(repr=False, default=None)
 
     def steps_per_epoch(self, limit=None):
         """Batches in one epoch of :meth:`train_epochs`: ``ceil(num_train / batch_size)``,
@@ -56,23 +62,34 @@ class DatasetBundle:
         return steps
 
     def train_epochs(self, epochs, initial_epoch=0, steps_per_epoch=None):
-        """The training batches of epochs ``[initial_epoch, epochs)`` as one ``tf.data``
-        pipeline, for ``model.fit(ds, epochs=epochs, initial_epoch=initial_epoch,
-        steps_per_epoch=bundle.steps_per_epoch(steps_per_epoch))``.
+        """The training batches of epochs ``[initial_epoch, epochs)`` as one sequence (a
+        ``keras.utils.PyDataset``), for::
 
-        Epoch e's order is a stateless shuffle seeded by ``(seed, e)`` (and its augmentation,
-        with ``augment=True``, by ``(seed, e, position)``), so a run resumed at epoch e sees
-        exactly the batches the uninterrupted run saw, and every program that trains with the
-        same seed and batch size sees the same data in the same order. ``steps_per_epoch``
-        caps each epoch at that many batches.
+            model.fit(ds, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+                      steps_per_epoch=bundle.steps_per_epoch(steps_per_epoch))
+
+        Epoch e's order is a permutation seeded by ``(seed, e)`` and, with ``augment=True``,
+        its example at position i is augmented with draws seeded by ``(seed, e)`` at index i,
+        so a run resumed at epoch e sees exactly the batches the uninterrupted run saw, and
+        every program that trains with the same seed and batch size sees the same data in the
+        same order, on every backend. ``steps_per_epoch`` caps each epoch at that many
+        batches (each epoch still starts at its own order).
         """
+        from kerasparse.data.pipeline import EpochBatches
+
         epochs, initial_epoch = int(epochs), int(initial_epoch)
         if not 0 <= initial_epoch < epochs:
             raise ValueError(
                 "train_epochs needs 0 <= initial_epoch < epochs. "
                 f"Received: initial_epoch={initial_epoch}, epochs={epochs}"
             )
-        return self._train_epochs(initial_epoch, epochs, self.steps_per_epoch(steps_per_epoch))
+        return EpochBatches(self._x_train, self._y_train, self.batch_size, self.pipeline,
+                            initial_epoch, epochs, self.steps_per_epoch(steps_per_epoch),
+                            self.prefetch)
+
+    def normalize(self, images):
+        """uint8 NHWC images -> float32, scaled exactly as the pipeline's inputs."""
+        return self.pipeline.normalize(images)
 
     def sample(self, n, seed=0):
         """``n`` training examples (without augmentation) as numpy ``(x, y)``.
@@ -85,11 +102,9 @@ class DatasetBundle:
             raise ValueError(f"sample: n must be a positive integer. Received: n={n}")
         n = min(n, len(self._x_train))
         idx = np.sort(np.random.default_rng(seed).choice(len(self._x_train), n, replace=False))
-        x = np.asarray(self._normalize(self._x_train[idx]))
-        return x, self._y_train[idx].copy()
+        return self.normalize(self._x_train[idx]), self._y_train[idx].copy()
 
     def train_arrays(self):
         """All training examples as numpy ``(x, y)``, normalised like the pipelines' inputs
-        and without augmentation, in their stored order. ``kerasparse train`` builds its own
-        epoch-indexed pipeline from these so that a resumed run replays the same batches."""
-        return np.asarray(self._normalize(self._x_train)), self._y_train.copy()
+        and without augmentation, in their stored order."""
+        return self.normalize(self._x_train), self._y_train.copy()
