@@ -150,3 +150,75 @@ def test_cases_table_is_documented():
     text = open(doc).read()
     missing = [case[0] for case in TRAIN_CASES if f"`{case[0]}`" not in text]
     assert not missing, f"cases missing from docs/bad-input.md: {missing}"
+
+
+# --- data sources and optional dependencies (issue 11) ---------------------------------------
+# (id, train arguments; DIR is replaced by a folder made by the case's set-up, expected text)
+DATA_CASES = [
+    ("data-dir-unknown-layout", ["--dataset", "cifar10", "--data-dir", "DIR"],
+     "data_dir holds neither the cifar10 files (expected CIFAR-10 python batches (data_batch_1"),
+    ("data-dir-other-dataset", ["--dataset", "cifar10", "--data-dir", "DIR"],
+     "It holds: SVHN cropped-digit files (--dataset svhn_cropped)"),
+    ("tfds-missing-for-svhn", ["--dataset", "svhn_cropped"],
+     "Keras cannot download it and tensorflow-datasets is not installed; install it with "
+     "pip install 'kerasparse[tfds]'"),
+    ("tfds-missing-for-a-tfds-data-dir", ["--dataset", "cifar10", "--data-dir", "DIR"],
+     "tensorflow-datasets is not installed; install it with pip install 'kerasparse[tfds]'"),
+    ("files-dir-alias", ["--dataset", "mnist", "--files-dir", "DIR"],
+     "files_dir holds no mnist files: expected MNIST idx files"),
+]
+
+
+def _data_case_setup(case_id, folder, monkeypatch):
+    from kerasparse.data import _sources
+
+    folder.mkdir()
+    if case_id == "data-dir-other-dataset":
+        for name in ("train_32x32.mat", "test_32x32.mat"):
+            (folder / name).write_bytes(b"")
+    if case_id.startswith("tfds-missing"):
+        monkeypatch.setattr(_sources, "tfds_installed", lambda: False)
+    if case_id == "tfds-missing-for-a-tfds-data-dir":  # a prepared tfds copy, by its layout
+        (folder / "cifar10" / "3.0.2").mkdir(parents=True)
+        (folder / "cifar10" / "3.0.2" / "dataset_info.json").write_text("{}")
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_data_source_bad_input(case, tmp_path, monkeypatch):
+    case_id, args, expected = case
+    folder = tmp_path / "data"
+    _data_case_setup(case_id, folder, monkeypatch)
+    out = tmp_path / "run"
+    argv = ["train", "--model", "wrn16-1", "--out", str(out)]
+    argv += [str(folder) if a == "DIR" else a for a in args]
+    result = runner.invoke(app, argv)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert expected in text
+    assert "Traceback" not in text and len(result.output.strip().splitlines()) <= 3
+    assert not out.exists(), "a refused run must not create its directory"
+
+
+def test_device_gpu_without_a_cuda_build_names_the_extra(tmp_path):
+    from conftest import BACKEND
+
+    from kerasparse import devices
+
+    if devices.cuda_build(BACKEND)[0]:
+        pytest.skip(f"{BACKEND} is a CUDA build here: the case cannot be produced")
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--model", "wrn16-1", "--dataset", "embedded",
+                                 "--device", "gpu", "--out", str(out)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert f"the installed {BACKEND} is a" in text and "(no GPU support)" in text
+    assert {"jax": "kerasparse[jax-cuda13]", "torch": "kerasparse[torch]",
+            "tensorflow": "kerasparse[tensorflow-cuda]"}[BACKEND] in text
+    assert "Traceback" not in text and not out.exists()
+
+
+def test_data_cases_are_documented():
+    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "bad-input.md")
+    text = open(doc).read()
+    missing = [case[0] for case in DATA_CASES if f"`{case[0]}`" not in text]
+    assert not missing, f"cases missing from docs/bad-input.md: {missing}"

@@ -2,7 +2,7 @@
 
 import enum
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -43,6 +43,18 @@ def bench(
         typer.Option(help="Instead: micro-benchmark one sparse site vs ReLU per WRN group."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    # --- the input pipeline alone (kerasparse.data.bench_input) ---
+    input_pipeline: Annotated[
+        bool, typer.Option("--input-pipeline", help="Instead: time the input pipeline alone "
+                           "(images/s, the old tf.data pipeline beside it).")
+    ] = False,
+    dataset: Annotated[str, typer.Option(help="Dataset for --input-pipeline.")] = "embedded",
+    augment: Annotated[
+        bool, typer.Option("--augment", help="With --input-pipeline: crop + flip.")
+    ] = False,
+    data_dir: Annotated[
+        Optional[str], typer.Option(help="With --input-pipeline: the dataset's folder.")
+    ] = None,
 ):
     """Time training steps (median, warm-up excluded) and inference of a model."""
     try:
@@ -56,6 +68,9 @@ def bench(
         fail(f"--warmup must be >= 0. Received: --warmup={warmup}")
     if not 0.0 < keep_ratio <= 1.0:
         fail(f"--keep-ratio must be in (0, 1]. Received: --keep-ratio={keep_ratio}")
+    if input_pipeline:
+        _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json)
+        return
     from kerasparse import distribution
 
     try:  # on a CPU-only machine, split the CPU (before the backend starts)
@@ -109,3 +124,22 @@ def bench(
             f"inference: {result['inference_s'] * 1e3:.1f} ms/batch, "
             f"{result['inference_images_per_s']:.1f} images/s"
         )
+
+
+def _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json):
+    """``--input-pipeline``: kerasparse.data.bench_input (``--steps`` x 40 batches timed)."""
+    from kerasparse.data import DATASETS, bench_input
+
+    if dataset not in DATASETS:
+        fail(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}."
+             f"{suggest(dataset, DATASETS)}")
+    try:
+        result = bench_input.bench_input_pipeline(dataset, batch_size, augment,
+                                                  batches=40 * steps, data_dir=data_dir)
+    except (ValueError, ImportError) as exc:
+        fail(str(exc).splitlines()[0])
+    if as_json:
+        print(json.dumps(result))
+        return
+    for line in bench_input.format_result(result):
+        console.print(line, highlight=False, markup=False)

@@ -54,14 +54,14 @@ def _ask(name):
 def _print(report):
     if "error" in report:
         console.print(f"{report['backend']}: could not start ({report['error']})",
-                      highlight=False)
+                      highlight=False, markup=False)
         return
     devices = ", ".join(
         d["name"] if d["kind"] == "cpu" else f"{d['kind']}: {d['name']}"
         for d in report["devices"])
     console.print(
         f"{report['backend']} {report['version']} ({report['build']}): sees {devices}; "
-        f"Keras computes on {report['keras_device']}", highlight=False)
+        f"Keras computes on {report['keras_device']}", highlight=False, markup=False)
 
 
 @app.command()
@@ -81,7 +81,7 @@ def info(
             print(json.dumps(report))
             return
         console.print(f"kerasparse {report['kerasparse']}, keras {report['keras']}",
-                      highlight=False)
+                      highlight=False, markup=False)
         _print(report)
         return
     import kerasparse
@@ -98,6 +98,6 @@ def info(
     if as_json:
         print(json.dumps(reports))
         return
-    console.print(f"kerasparse {kerasparse.__version__}", highlight=False)
+    console.print(f"kerasparse {kerasparse.__version__}", highlight=False, markup=False)
     for report in reports:
         _print(report)

@@ -222,6 +222,7 @@ def _print_summary(summary, out):
     best = summary["best_test_accuracy"]
     rows = [
         ("backend", summary["backend"]),
+        ("device", summary.get("device") or "-"),
         ("epochs", f"{summary['epochs_done']} / {summary['epochs']}"),
         ("best test accuracy", "-" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"),
         ("final loss", _fmt(summary["final"].get("loss"))),

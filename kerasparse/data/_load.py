@@ -92,6 +92,12 @@ def load_arrays(name, data_dir=None, files_dir=None, source="auto", cache_dir=No
         return _files.read(name, folder, cache_dir, "files_dir"), f"files:{folder}"
     if source == "tfds" or (source == "auto" and data_dir is None and
                             name not in _sources.DOWNLOADABLE):
+        if source == "auto" and not _sources.tfds_installed():
+            raise MissingDependencyError(
+                f"{name}: Keras cannot download it and tensorflow-datasets is not installed; "
+                f"install it with {_sources.TFDS_HINT}, or pass --data-dir (data_dir=) a "
+                f"folder of its files ({_files.LAYOUTS[name].expected()})"
+            )
         if info.tfds_name is None:
             raise ValueError(
                 f"{name} is not in tensorflow-datasets; pass --data-dir (data_dir=) a folder "

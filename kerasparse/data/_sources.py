@@ -119,8 +119,12 @@ def tfds_prepared(data_dir, tfds_name):
     return False
 
 
+def tfds_installed():
+    return importlib.util.find_spec("tensorflow_datasets") is not None
+
+
 def _require_tfds():
-    if importlib.util.find_spec("tensorflow_datasets") is None:
+    if not tfds_installed():
         raise MissingDependencyError(
             f"tensorflow-datasets is not installed; install it with {TFDS_HINT}"
         )

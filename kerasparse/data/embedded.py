@@ -72,3 +72,37 @@ def load_arrays():
     for array in (a for split in splits for a in split):
         array.setflags(write=False)
     return splits
+
+
+def write_cifar10_batches(folder, num_train=50000, num_test=10000, seed=TRAIN_SEED):
+    """Generated gratings written as CIFAR-10 "python version" batches (``data_batch_1`` ..
+    ``data_batch_5``, ``test_batch``) in ``folder/cifar-10-batches-py``: a CIFAR-shaped set of
+    any size, read back through the real CIFAR-10 file reader (``--dataset cifar10 --data-dir
+    folder``), for benchmarks and the GPU check. Returns the folder written."""
+    import os
+    import pickle
+
+    target = os.path.join(os.fspath(folder), "cifar-10-batches-py")
+    os.makedirs(target, exist_ok=True)
+    sizes = [num_train // 5 + (1 if i < num_train % 5 else 0) for i in range(5)]
+    names = [f"data_batch_{i + 1}" for i in range(5)] + ["test_batch"]
+    for k, (name, n) in enumerate(zip(names, sizes + [num_test])):
+        chunks = [generate(min(5000, n - start), seed + 1000 * k + start)
+                  for start in range(0, n, 5000)]
+        images = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, 32, 32, 3))
+        labels = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros(0)
+        batch = {b"data": images.astype(np.uint8).transpose(0, 3, 1, 2).reshape(n, 3072),
+                 b"labels": [int(v) for v in labels]}
+        with open(os.path.join(target, name), "wb") as f:
+            pickle.dump(batch, f, protocol=4)
+    return target
+
+
+if __name__ == "__main__":  # python -m kerasparse.data.embedded write-cifar10 DIR [N_TRAIN]
+    import sys
+
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "write-cifar10":
+        n = int(sys.argv[3]) if len(sys.argv) == 4 else 50000
+        print(write_cifar10_batches(sys.argv[2], num_train=n, num_test=min(10000, n)))
+    else:
+        sys.exit("usage: python -m kerasparse.data.embedded write-cifar10 DIR [N_TRAIN]")
