@@ -134,8 +134,8 @@ def _channel_stats(x):
     c = x.shape[-1]
     total = np.zeros(c)
     total_sq = np.zeros(c)
-    for start in range(0, len(x), 8192):
-        chunk = x[start:start + 8192].reshape(-1, c).astype(np.float64)
+    for start in range(0, len(x), 2048):  # chunks: float64 copies of <= 2048 images
+        chunk = x[start:start + 2048].reshape(-1, c).astype(np.float64)
         total += chunk.sum(0)
         total_sq += np.square(chunk).sum(0)
     count = x.size // c

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issue 11, item 6): run from the repository root on an OFFLINE GPU
+# machine, writes OUTDIR/gpu_check.json and OUTDIR/gpu_check.log.
+#
+#   bash benchmarks/gpu_check.sh OUTDIR                 # the real check, < 8 minutes on an H200
+#   GPU_CHECK_SMALL=1 bash benchmarks/gpu_check.sh OUT  # a reduced dry run (CPU is fine)
+#
+# What the machine must have (nothing is installed from the network):
+#   - python3 (3.12) with torch (CUDA build) and jax with its CUDA plugin, scipy, matplotlib,
+#     rich, typer, h5py, ml-dtypes, absl-py, numpy, packaging, pygments (the device image);
+#   - in .whl/ of this checkout (git-ignored; carried with the working tree), the wheels that
+#     image lacks, installed with pip --no-index --no-deps into a temporary folder:
+#       keras-3.15.1, namex-0.1.0, optree-0.20.0 (cp312)  <- /work/shared/device-wheels
+#       pytest-9.2.0, pluggy-1.7.0, iniconfig-2.3.1      <- pip download --no-deps
+#         --only-binary=:all: --python-version 3.12 -d .whl pytest==9.2.0 pluggy iniconfig
+#     (a wheel is used only when its module is not importable already).
+#
+# Steps (each under a timeout, so one hang cannot eat the budget):
+#   1. each backend (jax, torch) must see the GPU (kerasparse info --backend B --json);
+#   2. the layer / top-k / callback tests on jax and on torch, on the GPU (both at once:
+#      correctness only, XLA_PYTHON_CLIENT_PREALLOCATE=false lets them share the GPU), while
+#      the CPU writes a generated CIFAR-shaped set (50,000 + 10,000 images, CIFAR-10 python
+#      batches, read back through the real CIFAR-10 reader);
+#   3. kerasparse.bench.bench_model for WRN-28-4, batch 128, mixed_bfloat16: ReLU and
+#      r = 1, 0.5, 0.2, 0.05, one process per backend, backends one after the other;
+#   4. two epochs of `kerasparse train --model wrn28-4 --device gpu` on that set, per backend.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+LOG="$OUT/gpu_check.log"
+exec > >(tee "$LOG") 2>&1
+PY=${PYTHON:-python3}
+SMALL=${GPU_CHECK_SMALL:-0}
+BACKENDS=${GPU_CHECK_BACKENDS:-jax torch}
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 XLA_PYTHON_CLIENT_PREALLOCATE=false
+START=$(date +%s)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+PARTS="$OUT/parts"
+mkdir -p "$PARTS"
+
+if [ "$SMALL" = 1 ]; then
+  MODEL=wrn16-1; BATCH=16; STEPS=2; WARMUP=1; N_TRAIN=1000; N_TEST=500; DEVICE=auto
+  TESTS="tests/test_layers.py"
+  echo "=== GPU_CHECK_SMALL=1: reduced sizes, no GPU required (a dry run of the script)"
+else
+  MODEL=wrn28-4; BATCH=128; STEPS=10; WARMUP=3; N_TRAIN=50000; N_TEST=10000; DEVICE=gpu
+  TESTS="tests/test_layers.py tests/test_rms_norm.py tests/test_topk.py tests/test_topk_fastpath.py tests/test_callbacks.py"
+fi
+TESTS=$(for f in $TESTS; do [ -f "$f" ] && echo -n "$f "; done)
+step() { echo; echo "=== [$(( $(date +%s) - START )) s] $*"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
+  | tee "$PARTS/nvidia_smi.txt" || echo "nvidia-smi: not available" | tee "$PARTS/nvidia_smi.txt"
+"$PY" --version
+
+step "wheels (.whl/ -> $WORK/site, offline)"
+NEED=()
+for pair in keras:keras namex:namex optree:optree pytest:pytest pluggy:pluggy iniconfig:iniconfig; do
+  module=${pair%%:*}; dist=${pair##*:}
+  if "$PY" -c "import $module" 2>/dev/null; then
+    echo "$module: already importable ($("$PY" -c "import $module; print(getattr($module, '__version__', '?'))"))"
+  else
+    wheel=$(ls .whl/${dist}-*.whl 2>/dev/null | head -n 1)
+    if [ -z "$wheel" ]; then
+      echo "MISSING: $module is not importable and no .whl/${dist}-*.whl is there (see this script's header)"
+    else
+      NEED+=("$wheel")
+    fi
+  fi
+done
+if [ ${#NEED[@]} -gt 0 ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "${NEED[@]}" \
+    || echo "pip could not install: ${NEED[*]}"
+fi
+export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -c "import keras; print('keras', keras.__version__)" || { echo "keras cannot be imported: stop"; exit 1; }
+
+step "devices each backend sees"
+for b in $BACKENDS; do
+  timeout 180 "$PY" -m kerasparse.cli info --backend "$b" --json > "$PARTS/info_$b.json" \
+    || echo "{\"backend\": \"$b\", \"error\": \"kerasparse info failed\"}" > "$PARTS/info_$b.json"
+  cat "$PARTS/info_$b.json"; echo
+done
+
+step "tests on the GPU ($TESTS) and the CIFAR-shaped set, at the same time"
+DATA="$WORK/cifar"
+( timeout 300 "$PY" -m kerasparse.data.embedded write-cifar10 "$DATA" "$N_TRAIN" > "$PARTS/data.txt" 2>&1
+  echo "rc=$?" >> "$PARTS/data.txt" ) &
+data_pid=$!
+pids=()
+for b in $BACKENDS; do
+  ( KERAS_BACKEND=$b timeout 330 "$PY" -m pytest -q -p no:cacheprovider -x $TESTS \
+      --junitxml="$PARTS/tests_$b.xml" > "$PARTS/tests_$b.txt" 2>&1
+    echo "rc=$?" >> "$PARTS/tests_$b.txt" ) &
+  pids+=($!)
+done
+wait "${pids[@]}" "$data_pid"
+for b in $BACKENDS; do echo "--- $b:"; tail -n 4 "$PARTS/tests_$b.txt"; done
+cat "$PARTS/data.txt"
+
+step "bench $MODEL, batch $BATCH, mixed_bfloat16: ReLU and r = 1, 0.5, 0.2, 0.05"
+for b in $BACKENDS; do
+  KERAS_BACKEND=$b timeout 330 "$PY" - "$MODEL" "$BATCH" "$STEPS" "$WARMUP" > "$PARTS/bench_$b.json" <<'PYEOF' || echo "bench on $b failed or timed out"
+import json, sys
+from kerasparse import bench
+model, batch, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = []
+for topk, r in [(False, 1.0), (True, 1.0), (True, 0.5), (True, 0.2), (True, 0.05)]:
+    res = bench.bench_model(model, batch_size=batch, steps=steps, warmup=warmup, keep_ratio=r,
+                            topk=topk, precision="mixed_bfloat16")
+    row = {k: res[k] for k in ("backend", "model", "batch_size", "keep_ratio", "topk",
+                               "data_format", "precision", "step_s", "images_per_s",
+                               "inference_images_per_s", "peak_rss_mb")}
+    rows.append(row)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+relu = rows[0]["step_s"]
+for row in rows:
+    row["step_ratio_to_relu"] = row["step_s"] / relu
+print(json.dumps(rows))
+PYEOF
+done
+
+step "2 epochs of kerasparse train --model $MODEL on the CIFAR-shaped set"
+for b in $BACKENDS; do
+  KERAS_BACKEND=$b timeout 330 "$PY" -m kerasparse.cli train --backend "$b" --model "$MODEL" \
+    --dataset cifar10 --data-dir "$DATA" --epochs 2 --batch-size "$BATCH" \
+    --precision mixed_bfloat16 --controller mult --device "$DEVICE" --quiet \
+    --out "$OUT/train_$b" --overwrite || echo "train on $b failed (exit $?)"
+done
+
+step "report"
+"$PY" - "$OUT" "$SMALL" "$START" "$BACKENDS" "$N_TRAIN" <<'PYEOF'
+import csv, json, os, sys, time, xml.etree.ElementTree as ET
+out, small, start = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+backends, n_train = sys.argv[4].split(), int(sys.argv[5])
+parts = os.path.join(out, "parts")
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return default
+report = {"small": small, "machine": open(os.path.join(parts, "nvidia_smi.txt")).read().strip(),
+          "backends": {}}
+problems = []
+for b in backends:
+    entry = {"info": read_json(os.path.join(parts, f"info_{b}.json"))}
+    info = entry["info"] or {}
+    entry["sees_gpu"] = any(d.get("kind") == "gpu" for d in info.get("devices", []))
+    if not entry["sees_gpu"] and not small:
+        problems.append(f"{b} sees no GPU")
+    try:
+        suite = ET.parse(os.path.join(parts, f"tests_{b}.xml")).getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+        entry["tests"] = counts
+        if counts["failures"] or counts["errors"] or not counts["tests"]:
+            problems.append(f"{b} tests: {counts}")
+    except (OSError, ET.ParseError):
+        entry["tests"] = None
+        problems.append(f"{b} tests did not run (see parts/tests_{b}.txt)")
+    entry["bench"] = read_json(os.path.join(parts, f"bench_{b}.json"))
+    if entry["bench"] is None:
+        problems.append(f"{b} bench did not finish")
+    run = os.path.join(out, f"train_{b}")
+    summary = read_json(os.path.join(run, "summary.json"))
+    if summary is None:
+        problems.append(f"{b} train did not finish")
+        entry["train"] = None
+    else:
+        with open(os.path.join(run, "history.csv")) as f:
+            rows = list(csv.DictReader(f))
+        times = [float(r["epoch_time_s"]) for r in rows]
+        entry["train"] = {
+            "status": summary["status"], "device": summary.get("device"),
+            "examples": n_train, "epoch_time_s": times,
+            # epoch 2: compilation excluded (the epoch time includes the test evaluation)
+            "images_per_s_epoch2": n_train / times[1] if len(times) > 1 else None,
+            "test_accuracy": [float(r["test_accuracy"]) for r in rows],
+            "loss": [float(r["loss"]) for r in rows],
+            "keep_ratio": [float(r["keep_ratio"]) for r in rows if "keep_ratio" in r],
+            "wall_time_s": summary["wall_time_s"],
+        }
+        if summary["status"] != "completed":
+            problems.append(f"{b} train status {summary['status']}")
+    report["backends"][b] = entry
+data_txt = open(os.path.join(parts, "data.txt")).read()
+report["data"] = data_txt.strip().splitlines()
+report["elapsed_s"] = int(time.time()) - start
+report["problems"] = problems
+report["status"] = "ok" if not problems else "problems"
+with open(os.path.join(out, "gpu_check.json"), "w") as f:
+    json.dump(report, f, indent=1)
+print(json.dumps({"status": report["status"], "problems": problems,
+                  "elapsed_s": report["elapsed_s"]}))
+PYEOF
+step "done: $OUT/gpu_check.json, $LOG"
