@@ -21,8 +21,10 @@
 #      correctness only, XLA_PYTHON_CLIENT_PREALLOCATE=false lets them share the GPU), while
 #      the CPU writes a generated CIFAR-shaped set (50,000 + 10,000 images, CIFAR-10 python
 #      batches, read back through the real CIFAR-10 reader);
-#   3. kerasparse.bench.bench_model for WRN-28-4, batch 128, mixed_bfloat16: ReLU and
-#      r = 1, 0.5, 0.2, 0.05, one process per backend, backends one after the other;
+#   3. the input pipeline alone (kerasparse bench --input-pipeline: 1..16 threads), then
+#      benchmarks/gpu_topk_bench.py: WRN-28-4 training steps, batch 128, mixed_bfloat16,
+#      ReLU and r = 1, 0.5, 0.2, 0.05 interleaved (two compiled models: the keep ratio is a
+#      variable), one process per backend, backends one after the other;
 #   4. two epochs of `kerasparse train --model wrn28-4 --device gpu` on that set, per backend.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,15 +44,26 @@ PARTS="$OUT/parts"
 mkdir -p "$PARTS"
 
 if [ "$SMALL" = 1 ]; then
-  MODEL=wrn16-1; BATCH=16; STEPS=2; WARMUP=1; N_TRAIN=1000; N_TEST=500; DEVICE=auto
+  # float32: bfloat16 is emulated, and very slow, on CPUs without bf16 instructions
+  MODEL=wrn16-1; BATCH=16; STEPS=2; WARMUP=1; N_TRAIN=1000; DEVICE=auto; PRECISION=float32
   TESTS="tests/test_layers.py"
   echo "=== GPU_CHECK_SMALL=1: reduced sizes, no GPU required (a dry run of the script)"
 else
-  MODEL=wrn28-4; BATCH=128; STEPS=10; WARMUP=3; N_TRAIN=50000; N_TEST=10000; DEVICE=gpu
+  MODEL=wrn28-4; BATCH=128; STEPS=10; WARMUP=3; N_TRAIN=50000; DEVICE=gpu
+  PRECISION=mixed_bfloat16
   TESTS="tests/test_layers.py tests/test_rms_norm.py tests/test_topk.py tests/test_topk_fastpath.py tests/test_callbacks.py"
 fi
 TESTS=$(for f in $TESTS; do [ -f "$f" ] && echo -n "$f "; done)
 step() { echo; echo "=== [$(( $(date +%s) - START )) s] $*"; }
+# Every step runs under a timeout capped by what is left of the budget (the report is written
+# inside 8 minutes even if a step hangs): GPU_CHECK_BUDGET_S, default 460 s (3600 s when small).
+BUDGET=${GPU_CHECK_BUDGET_S:-$([ "$SMALL" = 1 ] && echo 3600 || echo 460)}
+cap() {
+  local want=$1 left=$(( BUDGET - ($(date +%s) - START) ))
+  [ "$left" -lt "$want" ] && want=$left
+  [ "$want" -lt 5 ] && want=5
+  echo "$want"
+}
 
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
@@ -61,8 +74,8 @@ step "wheels (.whl/ -> $WORK/site, offline)"
 NEED=()
 for pair in keras:keras namex:namex optree:optree pytest:pytest pluggy:pluggy iniconfig:iniconfig; do
   module=${pair%%:*}; dist=${pair##*:}
-  if "$PY" -c "import $module" 2>/dev/null; then
-    echo "$module: already importable ($("$PY" -c "import $module; print(getattr($module, '__version__', '?'))"))"
+  if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('$module') is None)"; then
+    echo "$module: already there ($("$PY" -c "import importlib.metadata as m; print(m.version('$dist'))" 2>/dev/null))"
   else
     wheel=$(ls .whl/${dist}-*.whl 2>/dev/null | head -n 1)
     if [ -z "$wheel" ]; then
@@ -77,58 +90,51 @@ if [ ${#NEED[@]} -gt 0 ]; then
     || echo "pip could not install: ${NEED[*]}"
 fi
 export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import keras; print('keras', keras.__version__)" || { echo "keras cannot be imported: stop"; exit 1; }
+KERAS_BACKEND=${BACKENDS%% *} "$PY" -c "import keras; print('keras', keras.__version__)" \
+  || { echo "keras cannot be imported: stop"; exit 1; }
 
 step "devices each backend sees"
 for b in $BACKENDS; do
-  timeout 180 "$PY" -m kerasparse.cli info --backend "$b" --json > "$PARTS/info_$b.json" \
+  timeout "$(cap 90)" "$PY" -m kerasparse.cli info --backend "$b" --json > "$PARTS/info_$b.json" \
     || echo "{\"backend\": \"$b\", \"error\": \"kerasparse info failed\"}" > "$PARTS/info_$b.json"
   cat "$PARTS/info_$b.json"; echo
 done
 
 step "tests on the GPU ($TESTS) and the CIFAR-shaped set, at the same time"
 DATA="$WORK/cifar"
-( timeout 300 "$PY" -m kerasparse.data.embedded write-cifar10 "$DATA" "$N_TRAIN" > "$PARTS/data.txt" 2>&1
+( timeout "$(cap 200)" "$PY" -m kerasparse.data write-cifar10 "$DATA" "$N_TRAIN" > "$PARTS/data.txt" 2>&1
   echo "rc=$?" >> "$PARTS/data.txt" ) &
 data_pid=$!
 pids=()
 for b in $BACKENDS; do
-  ( KERAS_BACKEND=$b timeout 330 "$PY" -m pytest -q -p no:cacheprovider -x $TESTS \
+  ( KERAS_BACKEND=$b timeout "$(cap 200)" "$PY" -m pytest -v -p no:cacheprovider $TESTS \
       --junitxml="$PARTS/tests_$b.xml" > "$PARTS/tests_$b.txt" 2>&1
     echo "rc=$?" >> "$PARTS/tests_$b.txt" ) &
   pids+=($!)
 done
 wait "${pids[@]}" "$data_pid"
-for b in $BACKENDS; do echo "--- $b:"; tail -n 4 "$PARTS/tests_$b.txt"; done
+for b in $BACKENDS; do echo "--- $b:"; grep -E "FAILED|ERROR" "$PARTS/tests_$b.txt" | head -n 20; tail -n 2 "$PARTS/tests_$b.txt"; done
 cat "$PARTS/data.txt"
 
-step "bench $MODEL, batch $BATCH, mixed_bfloat16: ReLU and r = 1, 0.5, 0.2, 0.05"
+step "input pipeline alone on this machine's cores (CIFAR-shaped, batch 128, crop + flip)"
+KERAS_BACKEND=${BACKENDS%% *} timeout "$(cap 90)" "$PY" -m kerasparse.cli bench --input-pipeline \
+  --dataset cifar10 --data-dir "$DATA" --batch-size 128 --augment --json \
+  > "$PARTS/input_pipeline.json" || echo "input-pipeline bench failed"
+tail -c 600 "$PARTS/input_pipeline.json"; echo
+
+step "bench $MODEL, batch $BATCH, $PRECISION: ReLU and r = 1, 0.5, 0.2, 0.05 (interleaved)"
 for b in $BACKENDS; do
-  KERAS_BACKEND=$b timeout 330 "$PY" - "$MODEL" "$BATCH" "$STEPS" "$WARMUP" > "$PARTS/bench_$b.json" <<'PYEOF' || echo "bench on $b failed or timed out"
-import json, sys
-from kerasparse import bench
-model, batch, steps, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rows = []
-for topk, r in [(False, 1.0), (True, 1.0), (True, 0.5), (True, 0.2), (True, 0.05)]:
-    res = bench.bench_model(model, batch_size=batch, steps=steps, warmup=warmup, keep_ratio=r,
-                            topk=topk, precision="mixed_bfloat16")
-    row = {k: res[k] for k in ("backend", "model", "batch_size", "keep_ratio", "topk",
-                               "data_format", "precision", "step_s", "images_per_s",
-                               "inference_images_per_s", "peak_rss_mb")}
-    rows.append(row)
-    print(json.dumps(row), file=sys.stderr, flush=True)
-relu = rows[0]["step_s"]
-for row in rows:
-    row["step_ratio_to_relu"] = row["step_s"] / relu
-print(json.dumps(rows))
-PYEOF
+  KERAS_BACKEND=$b timeout "$(cap 240)" "$PY" benchmarks/gpu_topk_bench.py --model "$MODEL" \
+    --batch-size "$BATCH" --steps "$STEPS" --warmup "$WARMUP" --precision "$PRECISION" \
+    --keep-ratios 1,0.5,0.2,0.05 > "$PARTS/bench_$b.json" || echo "bench on $b failed or timed out"
+  cat "$PARTS/bench_$b.json"; echo
 done
 
 step "2 epochs of kerasparse train --model $MODEL on the CIFAR-shaped set"
 for b in $BACKENDS; do
-  KERAS_BACKEND=$b timeout 330 "$PY" -m kerasparse.cli train --backend "$b" --model "$MODEL" \
+  KERAS_BACKEND=$b timeout "$(cap 200)" "$PY" -m kerasparse.cli train --backend "$b" --model "$MODEL" \
     --dataset cifar10 --data-dir "$DATA" --epochs 2 --batch-size "$BATCH" \
-    --precision mixed_bfloat16 --controller mult --device "$DEVICE" --quiet \
+    --precision "$PRECISION" --controller mult --device "$DEVICE" --quiet \
     --out "$OUT/train_$b" --overwrite || echo "train on $b failed (exit $?)"
 done
 
@@ -160,9 +166,14 @@ for b in backends:
         entry["tests"] = counts
         if counts["failures"] or counts["errors"] or not counts["tests"]:
             problems.append(f"{b} tests: {counts}")
-    except (OSError, ET.ParseError):
-        entry["tests"] = None
-        problems.append(f"{b} tests did not run (see parts/tests_{b}.txt)")
+    except (OSError, ET.ParseError):  # killed by its timeout: count the -v lines so far
+        try:
+            text = open(os.path.join(parts, f"tests_{b}.txt")).read()
+        except OSError:
+            text = ""
+        entry["tests"] = {"passed": text.count(" PASSED"), "failed": text.count(" FAILED"),
+                          "errors": text.count(" ERROR"), "finished": False}
+        problems.append(f"{b} tests did not finish (see parts/tests_{b}.txt): {entry['tests']}")
     entry["bench"] = read_json(os.path.join(parts, f"bench_{b}.json"))
     if entry["bench"] is None:
         problems.append(f"{b} bench did not finish")
@@ -188,6 +199,7 @@ for b in backends:
         if summary["status"] != "completed":
             problems.append(f"{b} train status {summary['status']}")
     report["backends"][b] = entry
+report["input_pipeline"] = read_json(os.path.join(parts, "input_pipeline.json"))
 data_txt = open(os.path.join(parts, "data.txt")).read()
 report["data"] = data_txt.strip().splitlines()
 report["elapsed_s"] = int(time.time()) - start

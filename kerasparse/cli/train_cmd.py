@@ -173,8 +173,8 @@ def _prepare_devices(config, backend):
     from kerasparse import devices, distribution
 
     try:
+        distribution.prepare_devices(config.get("devices", 1), backend)  # before jax starts
         devices.prepare(config.get("device", "auto"), backend)
-        distribution.prepare_devices(config.get("devices", 1), backend)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -97,12 +97,3 @@ def write_cifar10_batches(folder, num_train=50000, num_test=10000, seed=TRAIN_SE
             pickle.dump(batch, f, protocol=4)
     return target
 
-
-if __name__ == "__main__":  # python -m kerasparse.data.embedded write-cifar10 DIR [N_TRAIN]
-    import sys
-
-    if len(sys.argv) in (3, 4) and sys.argv[1] == "write-cifar10":
-        n = int(sys.argv[3]) if len(sys.argv) == 4 else 50000
-        print(write_cifar10_batches(sys.argv[2], num_train=n, num_test=min(10000, n)))
-    else:
-        sys.exit("usage: python -m kerasparse.data.embedded write-cifar10 DIR [N_TRAIN]")
