@@ -84,7 +84,7 @@ def tf_data_reference(x, y, batch_size, seed, augment, flip, normalization, pad=
 
 
 def bench_input_pipeline(dataset="embedded", batch_size=128, augment=False, batches=200,
-                         warmup=10, data_dir=None, reference=True, seed=3407, rounds=5):
+                         warmup=10, data_dir=None, reference=True, seed=3407, rounds=20):
     """Time the input pipeline alone; returns the ``--json`` dict."""
     from kerasparse import data
 
