@@ -116,9 +116,9 @@ def test_kerasparse_train_on_mnist_files_without_tensorflow(env, tmp_path):
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="the tensorflow backend is TensorFlow")
 def test_app_without_tensorflow(env, tmp_path):
     out = tmp_path / "app"
-    result = _run(env, str(REPO / "apps" / "wang2026_wrn_topk.py"), "--model", "wrn16-1",
-                  "--depth", "10", "--dataset", "embedded", "--train-examples", "64",
-                  "--batch-size", "32", "--epochs", "1", "--out", str(out))
+    result = _run(env, str(REPO / "apps" / "dent_tanner2026_eoc.py"), "--dataset", "embedded",
+                  "--depth", "2", "--epochs", "1", "--steps-per-epoch", "2",
+                  "--validation-split", "0.02", "--out", str(out))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     with open(out / "summary.json") as f:
         assert json.load(f)["backend"] == BACKEND
