@@ -156,7 +156,7 @@ def test_cases_table_is_documented():
 # (id, train arguments; DIR is replaced by a folder made by the case's set-up, expected text)
 DATA_CASES = [
     ("data-dir-unknown-layout", ["--dataset", "cifar10", "--data-dir", "DIR"],
-     "data_dir holds neither the cifar10 files (expected CIFAR-10 python batches (data_batch_1"),
+     "data_dir (--data-dir) holds neither the cifar10 files (expected CIFAR-10 python batches (data_batch_1"),
     ("data-dir-other-dataset", ["--dataset", "cifar10", "--data-dir", "DIR"],
      "It holds: SVHN cropped-digit files (--dataset svhn_cropped)"),
     ("tfds-missing-for-svhn", ["--dataset", "svhn_cropped"],
@@ -165,7 +165,7 @@ DATA_CASES = [
     ("tfds-missing-for-a-tfds-data-dir", ["--dataset", "cifar10", "--data-dir", "DIR"],
      "tensorflow-datasets is not installed; install it with pip install 'kerasparse[tfds]'"),
     ("files-dir-alias", ["--dataset", "mnist", "--files-dir", "DIR"],
-     "files_dir holds no mnist files: expected MNIST idx files"),
+     "files_dir (--files-dir) holds no mnist files: expected MNIST idx files"),
 ]
 
 

@@ -295,8 +295,9 @@ def read(name, folder, cache_dir=None, argument="data_dir"):
     layout = LAYOUTS[name]
     found = layout.find(folder)
     if found is None:
+        flag = "--" + argument.replace("_", "-")
         raise FilesNotFound(
-            f"{argument} holds no {name} files: expected {layout.expected()}."
+            f"{argument} ({flag}) holds no {name} files: expected {layout.expected()}."
             f"{describe_detected(folder, exclude=(name,))} Received: {argument}={str(folder)!r}"
         )
     return layout.reader(found, cache_dir)

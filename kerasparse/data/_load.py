@@ -123,7 +123,7 @@ def load_arrays(name, data_dir=None, files_dir=None, source="auto", cache_dir=No
     tfds_text = (f", nor a tensorflow-datasets data_dir where it is prepared "
                  f"({info.tfds_name}/<version>/dataset_info.json)" if info.tfds_name else "")
     raise _files.FilesNotFound(
-        f"data_dir holds neither the {name} files (expected "
+        f"data_dir (--data-dir) holds neither the {name} files (expected "
         f"{_files.LAYOUTS[name].expected()}){tfds_text}."
         f"{_files.describe_detected(folder, exclude=(name,))} Received: data_dir={folder!r}"
     )
