@@ -165,6 +165,15 @@ _POOL = None
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool():
+    # A forked child has none of the parent's threads: a new pool is made on first use.
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool():
     """One process-wide thread pool for prefetching (NumPy releases the GIL in its copies and
     arithmetic, so batches are made while the accelerator runs the previous step)."""
