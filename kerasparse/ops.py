@@ -131,40 +131,25 @@ def _global_topk_torch(x, rows, restore, k):
     return restore(_MaskTorch.apply(rows, threshold))
 
 
-def _mask_torch_function():
-    import torch
+if keras.backend.backend() == "torch":
+    # Defined at import (the backend is fixed by then), not on first use: a class
+    # definition inside a torch.compile'd step would break its graph.
+    import torch as _torch
 
-    class MaskTorch(torch.autograd.Function):
+    class _MaskTorch(_torch.autograd.Function):
         """y = rows where rows >= threshold, else 0; dy/drows = the same mask."""
 
         @staticmethod
         def forward(ctx, rows, threshold):
             keep = rows >= threshold
             ctx.save_for_backward(keep)
-            bound = threshold.clamp(max=torch.finfo(rows.dtype).max)
+            bound = threshold.clamp(max=_torch.finfo(rows.dtype).max)
             return rows.clamp_min(bound).mul_(keep)
 
         @staticmethod
         def backward(ctx, grad):
             (keep,) = ctx.saved_tensors
             return grad * keep, None
-
-    return MaskTorch
-
-
-class _Lazy:
-    """The torch autograd Function, created on first use (torch is imported only then)."""
-
-    def __init__(self, make):
-        self._make, self._value = make, None
-
-    def apply(self, *args):
-        if self._value is None:
-            self._value = self._make()
-        return self._value.apply(*args)
-
-
-_MaskTorch = _Lazy(_mask_torch_function)
 
 
 def _memory_order_rows_torch(x):

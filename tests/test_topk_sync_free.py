@@ -4,8 +4,15 @@ On torch, a Python read of a tensor (``Tensor.item``, ``int()``, ``float()``, ``
 ``operator.index``) makes the host wait for the device: on a GPU every such read stalls the
 step. These tests run the forward and backward pass (and Keras' whole train step) of a model
 with several sparse sites, in every top-k mode, at r = 1, 0.5 and 0.05, with those methods
-patched to count their calls, and require zero. Where CUDA is present the same runs under
-``torch.cuda.set_sync_debug_mode("error")``, which also catches reads made inside torch.
+patched to count their calls, and require zero. They also watch the dispatcher
+(``TorchDispatchMode``) for the ATen ops behind any device-to-host read, including reads
+made inside torch's C++ (a tensor passed where torch wants a number) and ops whose output
+shape depends on the data (``nonzero``, ``masked_select``, ``unique``). Where CUDA is present
+the same runs under ``torch.cuda.set_sync_debug_mode("error")``.
+
+(Found this way, not ours: Keras' torch SGD reads the learning rate on the host twice per
+step, ``alpha=-learning_rate`` in keras/src/backend/torch/optimizers/torch_sgd.py; its Adam
+and AdamW do not, so the train-step test uses AdamW.)
 """
 
 import keras
@@ -43,13 +50,28 @@ def _model(data_format="channels_first"):
     return keras.Model(inputs, outputs)
 
 
+HOST_OPS = ("_local_scalar_dense", "aten.item", "is_nonzero", "aten.nonzero",
+            "masked_select", "aten.unique", "_unique")
+
+
 class _CountReads:
-    """Patches torch.Tensor's host-read methods to count calls (they still work)."""
+    """Patches torch.Tensor's host-read methods to count calls (they still work) and
+    records the ATen ops that read a tensor on the host, as seen by the dispatcher."""
 
     def __enter__(self):
         import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
 
-        self.calls = []
+        calls = self.calls = []
+
+        class Watch(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if any(op in str(func) for op in HOST_OPS):
+                    calls.append(str(func))
+                return func(*args, **(kwargs or {}))
+
+        self._mode = Watch()
+        self._mode.__enter__()
         self._saved = {}
         for name in READS:
             original = getattr(torch.Tensor, name)
@@ -67,6 +89,7 @@ class _CountReads:
 
         for name, original in self._saved.items():
             setattr(torch.Tensor, name, original)
+        self._mode.__exit__(*exc)
 
 
 def _set_keep_ratio(model, r):
@@ -113,7 +136,7 @@ def test_keras_train_step_makes_no_host_read(r):
     """Keras' torch train step (forward, loss, backward, SGD update, metrics) on our model:
     no read of a tensor on the host either (Keras reads the logs only when a caller does)."""
     model = _model()
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     rng = np.random.default_rng(1)
@@ -134,7 +157,7 @@ def test_no_device_sync_on_cuda(r):
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device: torch.cuda.set_sync_debug_mode only checks CUDA "
-                    "streams (the CPU tests above count the Python-level reads)")
+                    "streams (the CPU tests above count the Python- and ATen-level reads)")
     model = _model()
     x = torch.tensor(np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype("float32"),
                      device="cuda")
