@@ -108,7 +108,8 @@ def _inference_fn(model, x):
     return infer
 
 
-def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", **overrides):
+def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", jit_compile="auto",
+                **overrides):
     """``kerasparse.models.get_model`` with the benchmark's options applied."""
     import keras
 
@@ -117,8 +118,9 @@ def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", **
     spec = models.model_spec(model_name)
     kwargs = dict(overrides)
     if spec.builder == "WideResNet":
-        if data_format == "auto":
-            data_format = default_data_format(keras.backend.backend())
+        backend = keras.backend.backend()
+        data_format = step_options.data_format(data_format, backend)
+        step_options.check_layout(backend, data_format, jit_compile)
         kwargs["data_format"] = data_format
     if not topk:
         kwargs["topk"] = False
@@ -152,7 +154,8 @@ def bench_model(
     backend = keras.backend.backend()
     with distribution.data_parallel(devices):
         model = build_model(
-            model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format, **overrides
+            model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format,
+            jit_compile=jit_compile, **overrides
         )
         compile_for_benchmark(model, jit_compile=jit_compile,
                               steps_per_execution=steps_per_execution)
@@ -221,7 +224,8 @@ def bench_keep_ratios(
         keras.utils.set_random_seed(seed)  # the same initial weights for every configuration
         with distribution.data_parallel(devices):
             model = build_model(
-                model_name, topk=topk, keep_ratio=r, data_format=data_format, **overrides
+                model_name, topk=topk, keep_ratio=r, data_format=data_format,
+                jit_compile=jit_compile, **overrides
             )
             compile_for_benchmark(model, jit_compile=jit_compile,
                                   steps_per_execution=steps_per_execution)

@@ -41,6 +41,22 @@ def check(backend, steps_per_execution=1):
         )
 
 
+def check_layout(backend, layout, jit="auto"):
+    """Raise a one-line ValueError where ``layout`` cannot run: TensorFlow's CPU convolutions
+    are NHWC only, so channels_first needs a GPU or XLA (``jit_compile`` true) there. Call
+    once the backend is chosen (it looks for a GPU)."""
+    if backend != "tensorflow" or layout != "channels_first" or jit_compile(jit) is True:
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        raise ValueError(
+            "data_format channels_first on tensorflow needs a GPU or jit_compile true "
+            "(TensorFlow's CPU convolutions are NHWC only). Received: "
+            f"data_format='channels_first', jit_compile={str(jit).lower()!r}"
+        )
+
+
 def compile_kwargs(backend, jit="auto", steps_per_execution=1):
     """Keyword arguments for ``Model.compile`` (checked with :func:`check`)."""
     check(backend, steps_per_execution)

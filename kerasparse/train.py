@@ -109,8 +109,10 @@ def build_model(config, data):
             overrides[key] = config[key]
     if not config["topk"]:
         overrides["topk"] = False
-    layout = step_options.data_format(config["data_format"], keras.backend.backend())
+    backend = keras.backend.backend()
+    layout = step_options.data_format(config["data_format"], backend)
     if models.model_spec(config["model"]).builder == "WideResNet":
+        step_options.check_layout(backend, layout, config["jit_compile"])
         overrides["data_format"] = layout
     elif config["data_format"] == "channels_first":
         raise ValueError(
