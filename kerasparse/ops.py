@@ -77,25 +77,59 @@ def _kth_largest_rows(rows, k, positives=None):
 def _kth_largest_torch(rows, k):
     """torch: the exact k-th largest of each row for a tensor ``k``, with no host read.
 
-    ``torch.topk`` (and ``kthvalue``) need a Python int, and reading ``k`` (or any count)
-    on the host would stall an accelerator once per call (issue 12). So the rank is made
-    static instead: the k-th largest is the j-th smallest with j = n - k + 1; taking the
-    rows as they are when j <= h = ceil(n/2) and negated otherwise (then the rank is
-    k <= h), the wanted value is the q-th smallest for some q in [1, h] of a row ``s``.
-    Prepending h - q copies of -inf (and filling the rest of h - 1 slots with +inf) makes it
-    the h-th smallest of ``[s, pad]``: one ``torch.topk`` of static size h on 1.5 n values
-    per row (tensor shapes depend on n only; the pad's *values* carry k). Exact for every
-    finite or infinite value, ties included (only values are selected, never positions);
-    NaNs are not supported. Measured (docs/benchmarks.md): about 1.5x the cost of a
-    ``torch.topk`` with a host-side k on the same row; the same on CPU and accelerators,
-    eager or under torch.compile (no graph break, one graph for every k).
+    ``torch.topk`` and ``kthvalue`` need a Python int, and reading ``k`` (or any count) on
+    the host would stall an accelerator once per call (issue 12). So the rank is made
+    static and ``k`` is carried by the *values* of a padding (shapes depend on n only):
+    prepending a copies of -inf (a from ``k``) moves the wanted value to a fixed rank. Exact
+    for every finite or infinite value, ties included (values are selected, never
+    positions); NaNs are not supported. Two layouts of the same idea, chosen by shape and
+    device (static, so torch.compile sees one graph for every k):
+
+    - long rows on a CPU: each row's median of ``[row, pad]`` (:func:`_kth_largest_median_torch`);
+      ``Tensor.median()`` selects plain values, where every batched selection in torch
+      also carries indices: measured about as fast as ``torch.topk`` with a host-side k.
+    - otherwise (accelerators, many short rows): one batched ``torch.topk`` of static size
+      (:func:`_kth_largest_topk_torch`).
+    """
+    import torch
+
+    k = torch.as_tensor(k, device=rows.device).to(torch.int64)
+    n = rows.shape[-1]
+    if rows.device.type == "cpu" and n >= 2048 and rows.shape[0] <= 1024:
+        return _kth_largest_median_torch(rows, k)
+    return _kth_largest_topk_torch(rows, k)
+
+
+def _kth_largest_median_torch(rows, k):
+    """The k-th largest of each row as the lower median of ``[row, pad]``, ``pad`` being
+    n - 1 values: k - 1 of them -inf, the others +inf. The lower median of 2n - 1 values is
+    the n-th smallest, which is then the (n - k + 1)-th smallest of the row: its k-th
+    largest. One ``median()`` per row (a loop over the static row count)."""
+    import torch
+
+    n = rows.shape[-1]
+    pad = torch.where(
+        torch.arange(n - 1, device=rows.device) < k - 1,
+        torch.tensor(float("-inf"), dtype=rows.dtype, device=rows.device),
+        torch.tensor(float("inf"), dtype=rows.dtype, device=rows.device),
+    )
+    padded = torch.cat([rows, pad.expand(rows.shape[0], n - 1)], dim=-1)
+    return torch.stack([row.median() for row in padded.unbind(0)]).unsqueeze(-1)
+
+
+def _kth_largest_topk_torch(rows, k):
+    """The k-th largest of each row with one batched ``torch.topk`` of static size.
+
+    The k-th largest is the j-th smallest with j = n - k + 1; taking the rows as they are
+    when j <= h = ceil(n/2) and negated otherwise (then the rank is k <= h), the wanted
+    value is the q-th smallest, q in [1, h], of a row ``s``. Prepending h - q copies of
+    -inf (and filling the rest of h - 1 slots with +inf) makes it the h-th smallest of
+    ``[s, pad]``: ``topk(h, largest=False)`` on 1.5 n values per row, then its maximum.
     """
     import torch
 
     n = rows.shape[-1]
     h = (n + 1) // 2
-    k = k.to(device=rows.device, dtype=torch.int64) if torch.is_tensor(k) else torch.tensor(
-        int(k), device=rows.device)
     j = n - k + 1  # the wanted value is the j-th smallest
     low = j <= h
     q = torch.where(low, j, k)  # its rank from the bottom of s, in [1, h]
@@ -117,10 +151,8 @@ def _global_topk_torch(x, rows, restore, k):
 
     Every call selects: the old host-side exits (r == 1; fewer positives than k) are the
     same arithmetic here (the threshold is then the row's minimum, or 0 after ReLU, and
-    every entry is kept, with gradient 1), only not skipped. The mask is applied by
-    multiplying (``torch.where`` is not vectorised on CPU); dropped entries are first lifted
-    to the (finite) threshold, so a dropped -inf gives 0, not NaN, while a NaN still
-    propagates (a diverging run must not be hidden).
+    every entry is kept, with gradient 1), only not skipped. The mask is made of float
+    passes (:class:`_MaskTorch`).
     """
     import torch
 
@@ -137,19 +169,35 @@ if keras.backend.backend() == "torch":
     import torch as _torch
 
     class _MaskTorch(_torch.autograd.Function):
-        """y = rows where rows >= threshold, else 0; dy/drows = the same mask."""
+        """y = rows where rows >= threshold, else 0; dy/drows = the same mask.
+
+        Made of vectorised float passes (on a CPU a comparison's bool tensor, and
+        multiplying by it, cost several times more: 32 x 65,536 values, forward and
+        backward 13 ms that way, 5 ms this way; ``torch.where`` and ``fmax`` are not
+        vectorised there): with t' the float just below the threshold, rows >= threshold
+        exactly where rows - t' > 0, so the mask is sign(relu(rows - t')) (in float32 for
+        lower-precision rows, where t' lies between two of their values). The difference's NaNs
+        (only from -inf - -inf, a row whose k-th largest is -inf, or NaN rows) become 1 before
+        the sign (torch's sign(NaN) is 0). Dropped
+        entries are first lifted to the (finite) threshold, so a dropped -inf gives 0, not
+        NaN, while a NaN input still propagates (a diverging run must not be hidden).
+        """
 
         @staticmethod
         def forward(ctx, rows, threshold):
-            keep = rows >= threshold
-            ctx.save_for_backward(keep)
+            t32 = threshold.to(_torch.float32)
+            below = _torch.nextafter(t32, _torch.full_like(t32, float("-inf")))
+            mask = (rows - below).nan_to_num_(nan=1.0).relu_().sign_()
+            if mask.dtype != rows.dtype:
+                mask = mask.to(rows.dtype)
+            ctx.save_for_backward(mask)
             bound = threshold.clamp(max=_torch.finfo(rows.dtype).max)
-            return rows.clamp_min(bound).mul_(keep)
+            return rows.clamp_min(bound).mul_(mask)
 
         @staticmethod
         def backward(ctx, grad):
-            (keep,) = ctx.saved_tensors
-            return grad * keep, None
+            (mask,) = ctx.saved_tensors
+            return grad * mask, None
 
 
 def _memory_order_rows_torch(x):

@@ -234,6 +234,55 @@ def test_kth_largest_for_every_k_of_odd_and_even_rows(rng, n):
                                       err_msg=f"k={k}")
 
 
+@pytest.mark.parametrize("path", ["median", "topk"])
+def test_both_torch_selections_match_numpy(rng, path):
+    """torch has two layouts of its host-free selection, chosen by shape and device (per-row
+    medians for long rows on a CPU, one batched topk otherwise): both, on every kind of row
+    and every k of short rows, and inside global_topk on long ReLU rows (values, gradients,
+    the fewer-positives-than-k case)."""
+    if BACKEND != "torch":
+        pytest.skip("torch only: the two layouts of its selection")
+    import torch
+
+    select = {"median": ksops._kth_largest_median_torch, "topk": ksops._kth_largest_topk_torch}[path]
+    for rows in _rows_cases(rng).values():
+        for k in (1, 2, 48, 49, 50, 96, 97):
+            got = select(torch.from_numpy(rows), torch.tensor(k)).numpy()
+            np.testing.assert_array_equal(got, np_kth_largest(rows, k), err_msg=f"k={k}")
+    for n in (1, 2, 7, 8):
+        rows = rng.integers(-2, 3, size=(3, n)).astype(np.float32)
+        for k in range(1, n + 1):
+            got = select(torch.from_numpy(rows), torch.tensor(k)).numpy()
+            np.testing.assert_array_equal(got, np_kth_largest(rows, k), err_msg=f"n={n} k={k}")
+    # Long ReLU rows go to the median layout on a CPU; force the other one for "topk".
+    rows = np.maximum(ref.tie_free(rng, (3, 4096)), 0)
+    rows[2, rows[2] > 0.9] = 0  # few positives: the threshold is 0, every entry kept
+    w = rng.normal(size=rows.shape).astype(np.float32)
+    original = ksops._kth_largest_torch
+    if path == "topk":
+        ksops._kth_largest_torch = lambda r, k: ksops._kth_largest_topk_torch(
+            r, torch.as_tensor(k).long())
+    try:
+        for r in (0.5, 0.2, 0.05, 1.0):
+            k = ref.keep_count(r, 4096)
+            y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, r), rows, w)
+            kept = rows >= np_kth_largest(rows, k)
+            np.testing.assert_array_equal(y, np.where(kept, rows, 0))
+            np.testing.assert_array_equal(grad, np.where(kept, w, 0))
+    finally:
+        ksops._kth_largest_torch = original
+
+
+def test_a_row_of_minus_infinities_keeps_them(rng):
+    # A row whose k-th largest is -inf keeps all its entries (every one is >= -inf), -inf
+    # included: not 0, not NaN.
+    x = np.full((2, 40), -np.inf, np.float32)
+    x[0, :5] = ref.tie_free(rng, (5,))
+    x[1, :25] = ref.tie_free(rng, (25,))
+    y = to_numpy(ksops.global_topk(ops.convert_to_tensor(x), 0.5))
+    np.testing.assert_array_equal(y, np.where(x >= np_kth_largest(x, 20), x, 0))
+
+
 def test_infinities_and_negatives_in_global_topk(rng):
     # -inf must be dropped as 0, not turned into NaN (torch masks by multiplying otherwise).
     x = ref.tie_free(rng, (3, 40))
