@@ -27,7 +27,7 @@ import os
 
 import keras
 
-from kerasparse import callbacks, data, layers, models
+from kerasparse import callbacks, data, layers, models, step_options
 
 
 def parse_args():
@@ -65,6 +65,8 @@ def main():
                    files_dir=args.files_dir, data_dir=args.data_dir,
                    max_train_examples=args.train_examples)
     overrides = {k: v for k, v in (("depth", args.depth), ("width", args.width)) if v is not None}
+    # The layout kerasparse train uses by default (channels_first on torch).
+    overrides["data_format"] = step_options.data_format("auto", keras.backend.backend())
     model = models.get_model(args.model, num_classes=ds.num_classes, input_shape=ds.input_shape,
                              **overrides)
     steps = ds.steps_per_epoch(args.steps_per_epoch)
@@ -74,8 +76,7 @@ def main():
         optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        # torch + jit_compile=True recompiles endlessly; jax and tensorflow compile the step.
-        jit_compile=False if keras.backend.backend() == "torch" else "auto",
+        jit_compile="auto",  # Keras' choice, as kerasparse train (eager on torch)
     )
 
     cbs = []

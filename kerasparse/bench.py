@@ -9,6 +9,7 @@ Keras is imported lazily: set the backend (``kerasparse.cli._app.use_backend`` o
 ``KERAS_BACKEND``) before calling anything here.
 """
 
+import datetime
 import json
 import math
 import os
@@ -19,10 +20,10 @@ import time
 
 import numpy as np
 
-from kerasparse import distribution
+from kerasparse import distribution, step_options
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-DATA_FORMATS = ("auto", "channels_last", "channels_first")
+DATA_FORMATS = step_options.DATA_FORMATS
 
 
 def peak_rss_mb():
@@ -34,19 +35,29 @@ def peak_rss_mb():
 def default_data_format(backend):
     """channels_first on torch (its CPU/GPU conv kernels are NCHW-native: measured faster,
     docs/benchmarks.md), channels_last elsewhere. Results are identical either way."""
-    return "channels_first" if backend == "torch" else "channels_last"
+    return step_options.data_format("auto", backend)
 
 
-def compile_for_benchmark(model, learning_rate=0.1):
-    """SGD with Nesterov momentum and cross-entropy, compiled as ``kerasparse train`` does."""
+def compile_for_benchmark(model, learning_rate=0.1, jit_compile="auto", steps_per_execution=1):
+    """SGD with Nesterov momentum and cross-entropy, compiled as ``kerasparse train`` does
+    (the same step options: ``kerasparse.step_options``)."""
     import keras
 
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False if keras.backend.backend() == "torch" else "auto",
+        **step_options.compile_kwargs(keras.backend.backend(), jit_compile, steps_per_execution),
     )
     return model
+
+
+def machine_state():
+    """Date and load average, recorded with every measurement (the machine is shared)."""
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def synthetic_batch(input_shape, num_classes, batch_size, seed=0):
@@ -72,12 +83,22 @@ def interleaved_times(functions, steps, warmup=2):
     return times
 
 
-def _train_step_fn(model, x, y):
-    def step():
-        # train_on_batch returns host floats, so the step has finished when it returns.
-        model.train_on_batch(x, y)
+def _train_step_fn(model, x, y, steps_per_execution=1):
+    """One timed call: a training step (``train_on_batch`` returns host floats, so the step
+    has finished when it returns); with ``steps_per_execution`` N > 1, ``fit`` over N copies
+    of the batch in one compiled call, so the caller divides by N."""
+    if steps_per_execution == 1:
+        def step():
+            model.train_on_batch(x, y)
 
-    return step
+        return step
+    xs = np.concatenate([x] * steps_per_execution)
+    ys = np.concatenate([y] * steps_per_execution)
+
+    def steps():
+        model.fit(xs, ys, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+
+    return steps
 
 
 def _inference_fn(model, x):
@@ -87,7 +108,8 @@ def _inference_fn(model, x):
     return infer
 
 
-def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", **overrides):
+def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", jit_compile="auto",
+                **overrides):
     """``kerasparse.models.get_model`` with the benchmark's options applied."""
     import keras
 
@@ -96,8 +118,9 @@ def build_model(model_name, *, topk=True, keep_ratio=0.5, data_format="auto", **
     spec = models.model_spec(model_name)
     kwargs = dict(overrides)
     if spec.builder == "WideResNet":
-        if data_format == "auto":
-            data_format = default_data_format(keras.backend.backend())
+        backend = keras.backend.backend()
+        data_format = step_options.data_format(data_format, backend)
+        step_options.check_layout(backend, data_format, jit_compile)
         kwargs["data_format"] = data_format
     if not topk:
         kwargs["topk"] = False
@@ -117,6 +140,8 @@ def bench_model(
     inference=True,
     data_format="auto",
     precision="float32",
+    jit_compile="auto",
+    steps_per_execution=1,
     devices=1,
     seed=0,
     **overrides,
@@ -129,14 +154,17 @@ def bench_model(
     backend = keras.backend.backend()
     with distribution.data_parallel(devices):
         model = build_model(
-            model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format, **overrides
+            model_name, topk=topk, keep_ratio=keep_ratio, data_format=data_format,
+            jit_compile=jit_compile, **overrides
         )
-        compile_for_benchmark(model)
+        compile_for_benchmark(model, jit_compile=jit_compile,
+                              steps_per_execution=steps_per_execution)
     x, y = synthetic_batch(model.input_shape[1:], model.output_shape[-1], batch_size, seed)
-    fns = {"train": _train_step_fn(model, x, y)}
+    fns = {"train": _train_step_fn(model, x, y, steps_per_execution)}
     if inference:
         fns["inference"] = _inference_fn(model, x)
     times = interleaved_times(fns, steps, warmup)
+    times["train"] = [t / steps_per_execution for t in times["train"]]
     step_s = statistics.median(times["train"])
     result = {
         "backend": backend,
@@ -146,6 +174,8 @@ def bench_model(
         "topk": bool(topk),
         "data_format": getattr(model, "data_format", None),
         "precision": precision,
+        "jit_compile": bool(model.jit_compile),
+        "steps_per_execution": steps_per_execution,
         "devices": devices,
         "steps": steps,
         "warmup": warmup,
@@ -153,12 +183,80 @@ def bench_model(
         "images_per_s": batch_size / step_s,
         "train_step_times_s": times["train"],
         "peak_rss_mb": peak_rss_mb(),
+        **machine_state(),
     }
     if inference:
         infer_s = statistics.median(times["inference"])
         result.update(inference_s=infer_s, inference_images_per_s=batch_size / infer_s)
     keras.mixed_precision.set_dtype_policy("float32")
     return result
+
+
+def bench_keep_ratios(
+    model_name="wrn28-4",
+    keep_ratios=(0.5, 0.2, 0.05),
+    *,
+    batch_size=32,
+    steps=5,
+    warmup=2,
+    data_format="auto",
+    precision="float32",
+    jit_compile="auto",
+    steps_per_execution=1,
+    devices=1,
+    seed=0,
+    **overrides,
+):
+    """The training step with plain ReLU, with GlobalTopK at r = 1 and at each of
+    ``keep_ratios``, built in this process and timed interleaved (one step of each in turn),
+    so machine load hits them alike; returns the ``--json`` dict with each median step time
+    and its ratio to ReLU (issue 12's goals: <= 1.10 for r < 1, <= 1.02 for r = 1)."""
+    import keras
+
+    keras.mixed_precision.set_dtype_policy(precision)
+    backend = keras.backend.backend()
+    configs = {"relu": (False, 1.0), "r=1": (True, 1.0)}
+    for r in keep_ratios:
+        configs.setdefault(f"r={r:g}", (True, float(r)))
+    fns, layout, jit = {}, None, None
+    x = y = None
+    for name, (topk, r) in configs.items():
+        keras.utils.set_random_seed(seed)  # the same initial weights for every configuration
+        with distribution.data_parallel(devices):
+            model = build_model(
+                model_name, topk=topk, keep_ratio=r, data_format=data_format,
+                jit_compile=jit_compile, **overrides
+            )
+            compile_for_benchmark(model, jit_compile=jit_compile,
+                                  steps_per_execution=steps_per_execution)
+        if x is None:
+            x, y = synthetic_batch(model.input_shape[1:], model.output_shape[-1], batch_size,
+                                   seed)
+        fns[name] = _train_step_fn(model, x, y, steps_per_execution)
+        layout, jit = getattr(model, "data_format", None), bool(model.jit_compile)
+    times = interleaved_times(fns, steps, warmup)
+    times = {k: [t / steps_per_execution for t in v] for k, v in times.items()}
+    step_s = {k: statistics.median(v) for k, v in times.items()}
+    keras.mixed_precision.set_dtype_policy("float32")
+    return {
+        "backend": backend,
+        "model": model_name,
+        "batch_size": batch_size,
+        "keep_ratios": [float(r) for r in keep_ratios],
+        "data_format": layout,
+        "precision": precision,
+        "jit_compile": jit,
+        "steps_per_execution": steps_per_execution,
+        "devices": devices,
+        "steps": steps,
+        "warmup": warmup,
+        "step_s": step_s,
+        "images_per_s": {k: batch_size / v for k, v in step_s.items()},
+        "ratio_to_relu": {k: v / step_s["relu"] for k, v in step_s.items() if k != "relu"},
+        "train_step_times_s": times,
+        "peak_rss_mb": peak_rss_mb(),
+        **machine_state(),
+    }
 
 
 # --- GlobalTopK alone -----------------------------------------------------------------------
@@ -249,12 +347,7 @@ def compare_child(spec_path):
     if config["steps_per_epoch"] is not None:
         steps = min(steps, config["steps_per_epoch"])
     backend = keras.backend.backend()
-    model.compile(
-        optimizer=train.build_optimizer(config, steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=False if backend == "torch" else "auto",
-    )
+    train.compile_model(model, config, steps)
     weights = spec["initial_weights"]
     if os.path.exists(weights):
         model.load_weights(weights)

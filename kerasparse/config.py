@@ -11,6 +11,8 @@ import math
 import numbers
 import tomllib
 
+from kerasparse import step_options
+
 CONTROLLERS = ("none", "add", "mult", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16")
 SCHEDULES = ("cosine", "constant")
@@ -48,6 +50,7 @@ class Field:
     check: object = None  # (predicate, description) or None
     help: str = ""
     optional: bool = False  # None allowed
+    normalize: object = None  # applied to a value before its type check (or None)
 
 
 # The recipe of Wang 2026 is the default: SGD 0.1, Nesterov 0.9, no weight decay, cosine
@@ -94,6 +97,20 @@ FIELDS = {
     "test_examples": Field(int, None, _num(1), "evaluate on the first N test examples", True),
     "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
     "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
+    # The step's speed options (kerasparse.step_options): same results, another way to run.
+    "data_format": Field(
+        str, "auto", _choice(step_options.DATA_FORMATS),
+        "image layout inside WRN models (auto: channels_first on torch)",
+    ),
+    "jit_compile": Field(
+        str, "auto", _choice(step_options.JIT_COMPILE),
+        "compile the step (XLA; torch.compile on torch); auto: Keras' choice",
+        # TOML and --set give true/false as booleans.
+        normalize=lambda v: str(v).lower() if isinstance(v, bool) else v,
+    ),
+    "steps_per_execution": Field(
+        int, 1, _num(1), "training steps per compiled call (jax, tensorflow)"
+    ),
     "devices": Field(int, 1, _num(1), "data-parallel devices (jax, tensorflow)"),
     "device": Field(str, "auto", _choice(("auto", "cpu", "gpu")),
                     "device kind: auto (a GPU if the backend sees one), cpu, gpu (required)"),
@@ -111,6 +128,8 @@ def _type_name(t):
 
 
 def _coerce(name, value, field, source):
+    if field.normalize is not None:
+        value = field.normalize(value)
     if value is None:
         if field.optional or field.default is None:
             return None

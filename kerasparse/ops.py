@@ -23,24 +23,26 @@ def keep_count(keep_ratio, size):
 
     Args:
         keep_ratio: scalar (Python float, or a tensor/variable) r in (0, 1].
-        size: the number of entries D the top-k runs over (a Python int).
+        size: the number of entries D the top-k runs over: a Python int, or a scalar tensor
+            when the row length is only known at run time (unknown spatial sizes).
     """
     r = ops.cast(keep_ratio, "float32")
-    rd = r * float(size)
+    d = ops.cast(size, "float32") if ops.is_tensor(size) else float(size)
+    rd = r * d
     # The tolerance is relative to r * D (not to D): an absolute D * 2**-20 would turn
     # r * D = 1.05 into k = 1 for D = 100,000.
     k = ops.ceil(rd - rd * _K_REL_TOL)
-    return ops.cast(ops.clip(k, 1.0, float(size)), "int32")
+    return ops.cast(ops.clip(k, 1.0, d), "int32")
 
 
 def kth_largest(rows, k, positives=None):
     """The k-th largest value of each row of a 2-D tensor, shape ``(rows, 1)``.
 
     ``k`` is an int32 scalar tensor (it may come from a variable: nothing here needs it
-    static, so a compiled step does not retrace when it changes). No gradient flows through
-    the result (it is a selection threshold). No full sort is done: see
-    :func:`_kth_largest_rows` for the per-backend selection (and ``positives``, an optional
-    count already made).
+    static or reads it on the host, so a compiled step does not retrace when it changes and
+    an accelerator never waits for the host). No gradient flows through the result (it is a
+    selection threshold). No full sort is done: see :func:`_kth_largest_rows` for the
+    per-backend selection (and ``positives``, an optional count already made).
     """
     return ops.stop_gradient(_kth_largest_rows(ops.stop_gradient(rows), k, positives))
 
@@ -50,121 +52,152 @@ def _kth_largest_rows(rows, k, positives=None):
 
     A full sort of each row (O(D log D), 65,536 values per sample in WRN-28-4's first
     group) costs more than the convolutions around it, so each backend uses its cheapest
-    exact selection that accepts a ``k`` known only at run time:
+    exact selection that takes ``k`` as a tensor, with no host read:
 
-    - torch (Keras runs it eagerly): ``torch.topk`` with ``k`` read as a Python int
-      (:func:`_kth_largest_torch`).
+    - torch (eager in Keras, or torch.compile): one ``torch.topk`` of static size on the
+      row and a padding that encodes k (:func:`_kth_largest_torch`).
     - tensorflow in a graph (Keras' default on CPU): ``tf.math.top_k`` (:func:`_kth_largest_tf`),
-      which takes a tensor ``k``; under XLA (Keras' default on GPU) ``k`` must be a compile-time constant there,
-      so XLA-compiled steps use the radix select below.
+      which takes a tensor ``k``; under XLA (Keras' default on GPU) ``k`` must be a
+      compile-time constant there, so XLA-compiled steps use the radix select below.
     - jax, XLA-compiled tensorflow and any other backend: :func:`_kth_largest_radix` in
       keras.ops (``lax.top_k`` needs a static ``k``; a sort is 40x slower on CPU).
 
     Every path returns the exact k-th largest value (same tie policy), shape ``(rows, 1)``,
     in the dtype of ``rows``. ``positives``: optional positives per row (int), passed only
-    when no entry of ``rows`` is negative (see :func:`_positives`).
+    when no entry of ``rows`` is negative (see :func:`_positives`); tensorflow uses it.
     """
     backend = keras.backend.backend()
     if backend == "torch":
-        return _kth_largest_torch(rows, int(k), positives)
+        return _kth_largest_torch(rows, k)
     if backend == "tensorflow" and not _in_xla_tf():
         return _kth_largest_tf(rows, k, positives)
     return _kth_largest_radix(rows, k)
 
 
-def _kth_largest_torch(rows, k, positives=None):
-    """torch (eager): the k-th largest of each row with the cheapest ``torch.topk`` call.
+def _kth_largest_torch(rows, k):
+    """torch: the exact k-th largest of each row for a tensor ``k``, with no host read.
 
-    ``torch.topk``'s cost grows with the number it selects, so it selects the fewer of the
-    k largest and the n-k+1 smallest or, when no entry is negative (as after ReLU) and
-    ``m = max(p) - k + 1`` is small, the m smallest positives (``p``: positives per row; the k-th largest
-    of a row with p >= k is its (p-k+1)-th smallest positive, and 0 when p < k). After ReLU
-    p is often close to k, so m is small (32 x 65,536 ReLU outputs, k = D/2: m ~ 200,
-    5 ms instead of 19 ms for the smaller side, single thread). ``positives`` (an int64
-    count per row) may be passed if already counted; only when no entry is negative.
-    ``torch.kthvalue`` was measured slower than ``topk`` (24 ms).
+    ``torch.topk`` and ``kthvalue`` need a Python int, and reading ``k`` (or any count) on
+    the host would stall an accelerator once per call (issue 12). So the rank is made
+    static and ``k`` is carried by the *values* of a padding (shapes depend on n only):
+    prepending a copies of -inf (a from ``k``) moves the wanted value to a fixed rank. Exact
+    for every finite or infinite value, ties included (values are selected, never
+    positions); NaNs are not supported. Two layouts of the same idea, chosen by shape and
+    device (static, so torch.compile sees one graph for every k):
+
+    - long rows on a CPU: each row's median of ``[row, pad]`` (:func:`_kth_largest_median_torch`);
+      ``Tensor.median()`` selects plain values, where every batched selection in torch
+      also carries indices: measured about as fast as ``torch.topk`` with a host-side k.
+    - otherwise (accelerators, many short rows): one batched ``torch.topk`` of static size
+      (:func:`_kth_largest_topk_torch`).
     """
     import torch
 
-    with torch.no_grad():
-        n = rows.shape[-1]
-        fewest = min(k, n - k + 1)
-        if positives is None and fewest > 1 and rows.numel() and bool(rows.amin() >= 0):
-            positives = _count_positives_torch(rows)
-        if positives is not None:
-            m = int(positives.max()) - k + 1
-            if m <= 0:  # every row has fewer than k positives: the k-th largest is 0
-                return torch.zeros_like(rows[:, :1])
-            # The positives path needs its m values sorted (m log m): worth it only for a
-            # small m (measured: sorted m = 4,000 already costs more than unsorted D/2).
-            if 16 * m <= fewest:
-                return _kth_largest_among_positives_torch(rows, k, positives, m)
-        if k == fewest:
-            return torch.topk(rows, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
-        # The k-th largest is the (n-k+1)-th smallest.
-        values = torch.topk(rows, n - k + 1, dim=-1, largest=False, sorted=False).values
-        return values.amax(-1, keepdim=True)
+    k = torch.as_tensor(k, device=rows.device).to(torch.int64)
+    n = rows.shape[-1]
+    if rows.device.type == "cpu" and n >= 2048 and rows.shape[0] <= 1024:
+        return _kth_largest_median_torch(rows, k)
+    return _kth_largest_topk_torch(rows, k)
 
 
-def _count_positives_torch(rows):
-    """Positives per row of a tensor with no negative entry (int64). ``sign().sum()`` is
-    a vectorised pass (0.3 ms for 32 x 65,536 values, single thread) where
-    ``count_nonzero`` takes 2 ms; the float32 sum of 0/1 is exact below 2**24 per row."""
+def _kth_largest_median_torch(rows, k):
+    """The k-th largest of each row as the lower median of ``[row, pad]``, ``pad`` being
+    n - 1 values: k - 1 of them -inf, the others +inf. The lower median of 2n - 1 values is
+    the n-th smallest, which is then the (n - k + 1)-th smallest of the row: its k-th
+    largest. One ``median()`` per row (a loop over the static row count)."""
     import torch
 
-    if rows.shape[-1] >= 2**24:
-        return torch.count_nonzero(rows, dim=-1)
-    return torch.sign(rows).sum(-1, dtype=torch.float32).long()
+    n = rows.shape[-1]
+    pad = torch.where(
+        torch.arange(n - 1, device=rows.device) < k - 1,
+        torch.tensor(float("-inf"), dtype=rows.dtype, device=rows.device),
+        torch.tensor(float("inf"), dtype=rows.dtype, device=rows.device),
+    )
+    padded = torch.cat([rows, pad.expand(rows.shape[0], n - 1)], dim=-1)
+    return torch.stack([row.median() for row in padded.unbind(0)]).unsqueeze(-1)
 
 
-def _kth_largest_among_positives_torch(rows, k, positives, m):
-    """The (p-k+1)-th smallest positive of each row with p >= k positives, 0 elsewhere
-    (rows have no negative entry; ``m = max(p) - k + 1``)."""
+def _kth_largest_topk_torch(rows, k):
+    """The k-th largest of each row with one batched ``torch.topk`` of static size.
+
+    The k-th largest is the j-th smallest with j = n - k + 1; taking the rows as they are
+    when j <= h = ceil(n/2) and negated otherwise (then the rank is k <= h), the wanted
+    value is the q-th smallest, q in [1, h], of a row ``s``. Prepending h - q copies of
+    -inf (and filling the rest of h - 1 slots with +inf) makes it the h-th smallest of
+    ``[s, pad]``: ``topk(h, largest=False)`` on 1.5 n values per row, then its maximum.
+    """
     import torch
 
-    if rows.dtype == torch.float32:
-        # Order-preserving int32 keys with the zeros (+0.0 and -0.0) moved to the top, so
-        # the m smallest keys are the m smallest positives: for x >= 0 the bit pattern is
-        # monotone, and (bits - 1) & 0x7FFFFFFF sends 0 (and -0.0) to INT32_MAX. One
-        # vectorised pass; ``torch.where(rows > 0, rows, inf)`` took 9 ms here.
-        keys = rows.view(torch.int32) - 1
-        keys.bitwise_and_(0x7FFFFFFF)
-    else:
-        keys = torch.where(rows > 0, rows, torch.tensor(float("inf"), dtype=rows.dtype))
-    smallest = torch.topk(keys, m, dim=-1, largest=False, sorted=True).values
-    kth = smallest.gather(-1, (positives - k).clamp(min=0).unsqueeze(-1))
-    if rows.dtype == torch.float32:
-        kth = (kth + 1).view(torch.float32)
-    return torch.where((positives >= k).unsqueeze(-1), kth, torch.zeros_like(kth))
+    n = rows.shape[-1]
+    h = (n + 1) // 2
+    j = n - k + 1  # the wanted value is the j-th smallest
+    low = j <= h
+    q = torch.where(low, j, k)  # its rank from the bottom of s, in [1, h]
+    sign = torch.where(low, 1.0, -1.0).to(rows.dtype)
+    pad = torch.where(
+        torch.arange(h - 1, device=rows.device) < h - q,
+        torch.tensor(float("-inf"), dtype=rows.dtype, device=rows.device),
+        torch.tensor(float("inf"), dtype=rows.dtype, device=rows.device),
+    )
+    padded = torch.cat([rows * sign, pad.expand(rows.shape[0], h - 1)], dim=-1)
+    smallest = torch.topk(padded, h, dim=-1, largest=False, sorted=False).values
+    return smallest.amax(-1, keepdim=True) * sign
 
 
 def _global_topk_torch(x, rows, restore, k):
-    """torch (Keras runs it eagerly): :func:`global_topk` with Python control flow.
+    """torch: :func:`global_topk` with no host read (no ``int(k)``, no data-dependent Python
+    branch), so an accelerator never waits for the host and torch.compile traces one graph
+    for every keep ratio.
 
-    The same exits as the generic path (r == 1; no negatives and fewer than k non-zeros
-    in every row), decided on the host with one cheap count (positives counted once for
-    both the exit and :func:`_kth_largest_torch`). The mask is applied by multiplying
-    (``torch.where`` is not vectorised on CPU: 7 ms vs 2 ms for 2 M values) unless a row
-    holds -inf (-inf * 0 would be NaN); the gradient is the same mask either way.
+    Every call selects: the old host-side exits (r == 1; fewer positives than k) are the
+    same arithmetic here (the threshold is then the row's minimum, or 0 after ReLU, and
+    every entry is kept, with gradient 1), only not skipped. The mask is made of float
+    passes (:class:`_MaskTorch`).
     """
     import torch
 
-    k = int(k)
-    n = rows.shape[-1]
-    if k >= n or rows.numel() == 0 or rows.device.type == "meta":
+    if rows.numel() == 0 or rows.device.type == "meta":
         return x  # (meta: Keras' symbolic shape inference)
     with torch.no_grad():
-        lowest = float(rows.amin())
-        positives = None
-        if lowest >= 0:
-            positives = _count_positives_torch(rows)  # the non-zeros are the positives
-            if int(positives.max()) < k:
-                return x  # the k-th largest is 0 and nothing is negative: all kept
-        threshold = _kth_largest_torch(rows.detach(), k, positives)
-        keep = rows >= threshold
-    if lowest == float("-inf"):
-        return restore(torch.where(keep, rows, torch.zeros_like(rows)))
-    return restore(rows * keep.to(rows.dtype))
+        threshold = _kth_largest_torch(rows.detach(), k)
+    return restore(_MaskTorch.apply(rows, threshold))
+
+
+if keras.backend.backend() == "torch":
+    # Defined at import (the backend is fixed by then), not on first use: a class
+    # definition inside a torch.compile'd step would break its graph.
+    import torch as _torch
+
+    class _MaskTorch(_torch.autograd.Function):
+        """y = rows where rows >= threshold, else 0; dy/drows = the same mask.
+
+        Made of vectorised float passes (on a CPU a comparison's bool tensor, and
+        multiplying by it, cost several times more: 32 x 65,536 values, forward and
+        backward 13 ms that way, 5 ms this way; ``torch.where`` and ``fmax`` are not
+        vectorised there): with t' the float just below the threshold, rows >= threshold
+        exactly where rows - t' > 0, so the mask is sign(relu(rows - t')) (in float32 for
+        lower-precision rows, where t' lies between two of their values). The difference's NaNs
+        (only from -inf - -inf, a row whose k-th largest is -inf, or NaN rows) become 1 before
+        the sign (torch's sign(NaN) is 0). Dropped
+        entries are first lifted to the (finite) threshold, so a dropped -inf gives 0, not
+        NaN, while a NaN input still propagates (a diverging run must not be hidden).
+        """
+
+        @staticmethod
+        def forward(ctx, rows, threshold):
+            t32 = threshold.to(_torch.float32)
+            below = _torch.nextafter(t32, _torch.full_like(t32, float("-inf")))
+            mask = (rows - below).nan_to_num_(nan=1.0).relu_().sign_()
+            if mask.dtype != rows.dtype:
+                mask = mask.to(rows.dtype)
+            ctx.save_for_backward(mask)
+            bound = threshold.clamp(max=_torch.finfo(rows.dtype).max)
+            return rows.clamp_min(bound).mul_(mask)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (mask,) = ctx.saved_tensors
+            return grad * mask, None
 
 
 def _memory_order_rows_torch(x):
@@ -207,6 +240,8 @@ def _kth_largest_tf(rows, k, positives=None):
     import tensorflow as tf
 
     n = rows.shape[-1]
+    if n is None:  # unknown spatial size: the row length is a run-time value
+        n = tf.shape(rows)[-1]
     x = rows if rows.dtype in (tf.float32, tf.float64) else tf.cast(rows, tf.float32)
     k = tf.cast(k, tf.int32)
     if positives is None:
@@ -241,9 +276,10 @@ def _kth_largest_tf(rows, k, positives=None):
 def _positives(rows):
     """Positives per row of ``rows``, valid where no entry is negative (then the non-zeros
     are the positives). ``sum(sign)`` in float32 is one vectorised pass (TF: 0.7 ms for
-    32 x 65,536 values vs 2 ms for ``count_nonzero``) and exact below 2**24 per row."""
-    if rows.shape[-1] >= 2**24:
-        return ops.count_nonzero(rows, axis=-1)
+    32 x 65,536 values vs 2 ms for ``count_nonzero``) and exact below 2**24 per row (an
+    unknown row length gets the exact integer count)."""
+    if rows.shape[-1] is None or rows.shape[-1] >= 2**24:
+        return ops.cast(ops.count_nonzero(rows, axis=-1), "int32")
     return ops.cast(ops.sum(ops.sign(ops.cast(rows, "float32")), axis=-1), "int32")
 
 
@@ -258,7 +294,7 @@ def _kth_largest_radix(rows, k):
     -0.0 and +0.0 are ordered but compare equal afterwards. NaNs are not supported.
     """
     x = ops.cast(rows, "float32")
-    bits = ops.view(x, "int32")
+    bits = _bitcast(x, "int32")
     # Negative floats order backwards in their bit pattern: flip their 31 magnitude bits.
     keys = ops.where(bits < 0, ops.bitwise_xor(bits, 0x7FFFFFFF), bits)
     k = ops.cast(k, "int32")
@@ -276,7 +312,17 @@ def _kth_largest_radix(rows, k):
 
     prefix = ops.fori_loop(0, 31, step, prefix)
     bits = ops.where(prefix < 0, ops.bitwise_xor(prefix, 0x7FFFFFFF), prefix)
-    return ops.cast(ops.view(bits, "float32"), rows.dtype)
+    return ops.cast(_bitcast(bits, "float32"), rows.dtype)
+
+
+def _bitcast(x, dtype):
+    """``ops.view`` between 32-bit types; on TensorFlow ``tf.bitcast``, which (unlike Keras'
+    view there) also takes tensors of unknown shape."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.bitcast(x, dtype)
+    return ops.view(x, dtype)
 
 
 _INT32_MIN = -(2**31)
@@ -286,19 +332,20 @@ def _to_rows(x, mode, channel_axis):
     """Move ``x`` to a canonical layout whose rows are the top-k groups of ``mode``.
 
     Returns (rows, restore) where ``restore(y_rows)`` maps a tensor shaped like ``rows``
-    back to the layout and shape of ``x``.
+    back to the layout and shape of ``x``. The row length is static where the input shape
+    is (so a TensorFlow graph with an unknown batch size keeps it), else a run-time value
+    (unknown spatial sizes).
     """
     rank = len(x.shape)
     if mode == "global":
         shape = ops.shape(x)
-        # A static row length even when the batch size is unknown (TensorFlow graphs).
-        return ops.reshape(x, (-1, _static_size(x.shape[1:]))), lambda y: ops.reshape(y, shape)
+        return ops.reshape(x, (-1, _row_size(x, 1))), lambda y: ops.reshape(y, shape)
     channel_axis = channel_axis % rank
     if mode == "spatial":
         # Channels last, one row per (sample, location).
         moved = ops.moveaxis(x, channel_axis, -1) if channel_axis != rank - 1 else x
         moved_shape = ops.shape(moved)
-        rows = ops.reshape(moved, (-1, moved.shape[-1]))
+        rows = ops.reshape(moved, (-1, _row_size(moved, rank - 1)))
 
         def restore(y):
             y = ops.reshape(y, moved_shape)
@@ -308,7 +355,7 @@ def _to_rows(x, mode, channel_axis):
     # mode == "channel": channels at axis 1, one row per (sample, channel).
     moved = ops.moveaxis(x, channel_axis, 1) if channel_axis != 1 else x
     moved_shape = ops.shape(moved)
-    rows = ops.reshape(moved, (-1, _static_size(moved.shape[2:])))
+    rows = ops.reshape(moved, (-1, _row_size(moved, 2)))
 
     def restore(y):
         y = ops.reshape(y, moved_shape)
@@ -317,11 +364,25 @@ def _to_rows(x, mode, channel_axis):
     return rows, restore
 
 
-def _static_size(shape):
+def _row_size(x, first_axis):
+    """The product of ``x``'s dimensions from ``first_axis`` on: a Python int when they are
+    all static, else a scalar tensor (TensorFlow graphs with unknown spatial sizes)."""
+    dims = x.shape[first_axis:]
+    if all(d is not None for d in dims):
+        size = 1
+        for d in dims:
+            size *= d
+        return size
+    shape = ops.shape(x)
     size = 1
-    for d in shape:
-        size *= d
+    for axis, d in enumerate(dims, start=first_axis):
+        size = size * (d if d is not None else shape[axis])
     return size
+
+
+def _length(rows):
+    """The row length of a 2-D ``rows``: static if known, else a scalar tensor."""
+    return rows.shape[-1] if rows.shape[-1] is not None else ops.shape(rows)[-1]
 
 
 def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
@@ -338,7 +399,7 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     torch_backend = keras.backend.backend() == "torch"
     layout = _memory_order_rows_torch(x) if torch_backend and mode == "global" else None
     rows, restore = layout or _to_rows(x, mode, channel_axis)
-    size = rows.shape[-1]
+    size = _length(rows)
     k = keep_count(keep_ratio, size)
     if torch_backend:
         return _global_topk_torch(x, rows, restore, k)

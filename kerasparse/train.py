@@ -38,10 +38,14 @@ import time
 import numpy as np
 
 import kerasparse
-from kerasparse import rundir
+from kerasparse import rundir, step_options
 from kerasparse.config import ConfigError, resolve
 
 CHECKPOINTS = "checkpoints"
+
+# Guard and Progress look at the loss every CHECK_EVERY steps (and at each epoch's end), never
+# after every batch: on an accelerator a per-batch read would wait for each step to finish.
+CHECK_EVERY = 50
 
 # Fault injection for the resume tests (docs/training.md): KERASPARSE_FAULT="batch:E:S" kills
 # the process with SIGKILL after step S of epoch E (1-based); "checkpoint:E" kills it while
@@ -95,6 +99,8 @@ def git_commit():
 
 
 def build_model(config, data):
+    import keras
+
     from kerasparse import models
 
     overrides = {"num_classes": data.num_classes, "input_shape": tuple(data.input_shape)}
@@ -103,7 +109,33 @@ def build_model(config, data):
             overrides[key] = config[key]
     if not config["topk"]:
         overrides["topk"] = False
+    backend = keras.backend.backend()
+    layout = step_options.data_format(config["data_format"], backend)
+    if models.model_spec(config["model"]).builder == "WideResNet":
+        step_options.check_layout(backend, layout, config["jit_compile"])
+        overrides["data_format"] = layout
+    elif config["data_format"] == "channels_first":
+        raise ValueError(
+            f"data_format applies to the WRN models only; {config['model']!r} runs "
+            "channels_last. Received: data_format='channels_first'"
+        )
     return models.get_model(config["model"], **overrides)
+
+
+def compile_model(model, config, steps_per_epoch):
+    """``model.compile`` as every run does it: SGD/AdamW with the schedule, cross-entropy from
+    logits, accuracy, and the step's speed options (jit_compile, steps_per_execution)."""
+    import keras
+
+    model.compile(
+        optimizer=build_optimizer(config, steps_per_epoch),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **step_options.compile_kwargs(
+            keras.backend.backend(), config["jit_compile"], config["steps_per_execution"]
+        ),
+    )
+    return model
 
 
 def data_q_star(config):
@@ -178,20 +210,42 @@ def _make_runner_callbacks(run):
                 logs[f"test_{key}"] = float(value)
 
     class Guard(keras.callbacks.Callback):
-        """Stops on a non-finite loss (divergence) or on SIGINT, at the end of a batch."""
+        """Stops on a non-finite loss (divergence) or on SIGINT.
 
-        def on_train_batch_end(self, batch, logs=None):
-            loss = None if logs is None else logs.get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                run.diverged = {"epoch": run.epoch + 1, "step": int(batch) + 1,
-                                "loss": float(loss)}
-                self.model.stop_training = True
-            if run.interrupted:
-                self.model.stop_training = True
-            _maybe_fault("batch", run.epoch + 1, int(batch) + 1)
+        No per-batch read of a device value: the loss is checked every ``CHECK_EVERY`` steps
+        and on the epoch's mean at its end (a non-finite batch loss makes the mean
+        non-finite), so a divergence stops the run in the epoch where it happens, before
+        that epoch is recorded or checkpointed. SIGINT is a host flag, looked at after every
+        batch. ``async_safe``: Keras may run the batch hooks in its callback thread, so the
+        training loop never waits for them (jax, torch; TensorFlow reads its logs on the
+        host after every execution whatever the callbacks do: see --steps-per-execution).
+        """
+
+        async_safe = True
 
         def on_epoch_begin(self, epoch, logs=None):
             run.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            step = int(batch) + 1
+            if step % CHECK_EVERY == 0:
+                self._check(logs, step)
+            if run.interrupted:
+                self.model.stop_training = True
+            _maybe_fault("batch", run.epoch + 1, step)
+            run.steps_done += 1
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs, run.steps)
+
+        def _check(self, logs, step):
+            loss = None if logs is None else logs.get("loss")
+            if run.diverged or loss is None or math.isfinite(float(loss)):
+                return
+            # step: where the non-finite loss was seen (checked every CHECK_EVERY steps and
+            # at the epoch's end), not necessarily the first bad step.
+            run.diverged = {"epoch": run.epoch + 1, "step": step, "loss": float(loss)}
+            self.model.stop_training = True
 
     class Recorder(keras.callbacks.Callback):
         """Appends the epoch's logs to history.csv and writes the epoch checkpoint."""
@@ -215,7 +269,9 @@ def _make_runner_callbacks(run):
 
     class Progress(keras.callbacks.Callback):
         """A compact rich progress bar per epoch and one line per finished epoch (the Keras
-        bar would print every per-site nz/<name> key)."""
+        bar would print every per-site nz/<name> key). Async-safe, as Guard."""
+
+        async_safe = True
 
         def on_train_begin(self, logs=None):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -234,12 +290,17 @@ def _make_runner_callbacks(run):
             self._start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            text = ""
-            if logs and "loss" in logs:
+            # The bar advances every batch (no device value read); the loss text is
+            # refreshed every CHECK_EVERY steps only.
+            text = None
+            if logs and "loss" in logs and (int(batch) + 1) % CHECK_EVERY == 0:
                 text = f"loss {float(logs['loss']):.4f}"
                 if "accuracy" in logs:
                     text += f"  acc {float(logs['accuracy']):.4f}"
-            self._bar.update(self._task, advance=1, metrics=text)
+            if text is None:
+                self._bar.update(self._task, advance=1)
+            else:
+                self._bar.update(self._task, advance=1, metrics=text)
 
         def on_epoch_end(self, epoch, logs=None):
             self._bar.remove_task(self._task)
@@ -282,10 +343,12 @@ class Run:
         self.diverged = None
         self.interrupted = False
         self.epoch = 0
+        self.steps_done = 0  # training steps finished in this process
         self.started = time.time()
         self.wall_before = 0.0  # wall time of earlier (resumed) segments
         self.device_names = None
         self.device_kind = None
+        self.step_options = None
 
     # -- files
     def path(self, *parts):
@@ -379,12 +442,29 @@ class Run:
             "seed": self.config["seed"],
             "devices": self.device_names,  # data-parallel devices (--devices N), else None
             "device": self.device_kind,  # "cpu" or "gpu: <name>" (kerasparse.devices)
+            "step": self.step_options,  # how the step ran (resolved data format, jit, ...)
             "versions": versions(self.backend),
             "git_commit": git_commit(),
             "host": platform.node(),
             "finished": datetime.datetime.now().isoformat(timespec="seconds"),
             "config": self.config,
         }
+
+
+def _remove_fresh_run(out):
+    """Empty (and remove, if it empties) the directory of a fresh run that never finished a
+    step: it holds only what this process wrote (rundir.prepare found it empty or emptied
+    it)."""
+    import shutil
+
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(out)
 
 
 def _all_variables(model):
@@ -478,16 +558,17 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
 
     steps = data.steps_per_epoch(config["steps_per_epoch"])
 
-    model.compile(
-        optimizer=build_optimizer(config, steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=False if backend == "torch" else "auto",
-    )
+    compile_model(model, config, steps)
     model.optimizer.build(model.trainable_variables)
 
     state = Run(out, config, backend)
     state.device_names = device_names
+    state.step_options = {
+        "data_format": getattr(model, "data_format", None),
+        "jit_compile": bool(model.jit_compile),
+        "steps_per_execution": config["steps_per_execution"],
+        "precision": config["precision"],
+    }
     state.steps = steps
     state.controller = controller
     state.test_ds = data.test
@@ -539,6 +620,16 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
                 shuffle=False,  # the epoch-indexed pipeline already shuffles
                 verbose=0,
             )
+        except Exception as exc:
+            # An error before the first step finished, with compilation on, is the compiler's
+            # (dynamo/inductor, XLA): one line saying how to turn it off, not a stack trace.
+            if not model.jit_compile or state.steps_done or isinstance(exc, KeyboardInterrupt):
+                raise
+            if not resume and not state.history:
+                _remove_fresh_run(out)  # nothing was trained: leave nothing behind
+            raise step_options.CompileFailed(
+                step_options.compile_failure_message(exc, backend)
+            ) from exc
         finally:
             signal.signal(signal.SIGINT, previous)
     if state.diverged:

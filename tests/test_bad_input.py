@@ -53,6 +53,16 @@ TRAIN_CASES = [
     ("devices-too-many", ["--devices", "64", "--batch-size", "64"], None, "Received: devices=64"),
     ("devices-uneven-batch", ["--devices", "3", "--batch-size", "128"], None,
      "batch_size must be a multiple of devices"),
+    ("data-format-unknown", ["--data-format", "nchw"], None, "'nchw' is not one of"),
+    ("data-format-not-wrn", ["--model", "mlp100x300", "--data-format", "channels_first"], None,
+     "data_format applies to the WRN models only"),
+    ("jit-compile-unknown", ["--jit-compile", "maybe"], None, "'maybe' is not one of"),
+    ("set-jit-compile-unknown", ["--set", "jit_compile=sometimes"], None,
+     "jit_compile must be one of auto, true, false"),
+    ("steps-per-execution-zero", ["--steps-per-execution", "0"], None,
+     "steps_per_execution must be a number in [1, inf)"),
+    ("config-steps-per-execution", ["--config", "PRESET"], "steps_per_execution = 1.5\n",
+     "steps_per_execution must be an integer"),
 ]
 
 

@@ -1,8 +1,9 @@
-"""The fast top-k paths of kerasparse.ops (issue 6) against an independent NumPy reference:
-the per-backend selection (torch.topk / tf.math.top_k / the keras.ops radix select), the
-radix select itself on every backend (it is jax's path and XLA-compiled TensorFlow's), the
-fast exits (r == 1, fewer than k non-zeros), ties, signs and zeros, bfloat16 inputs, and no
-retracing when the keep ratio changes inside a compiled function."""
+"""The fast top-k paths of kerasparse.ops (issues 6 and 12) against an independent NumPy
+reference: the per-backend selection (torch: a static-size torch.topk with k in a padding;
+tf.math.top_k; the keras.ops radix select), the radix select itself on every backend (it is
+jax's path and XLA-compiled TensorFlow's), the exits (r == 1, fewer than k non-zeros: skipped
+by a run-time cond on jax/tensorflow, plain arithmetic on torch), ties, signs and zeros,
+bfloat16 inputs, and no retracing when the keep ratio changes inside a compiled function."""
 
 import math
 
@@ -167,7 +168,7 @@ def test_tensorflow_xla_path_with_a_variable_keep_ratio(rng):
     assert len(traces) == 1
 
 
-# --- the "smallest positives" selection (torch and TensorFlow graphs) --------------------------
+# --- ReLU-like rows with p close to k (TensorFlow's "smallest positives" selection) -----------
 
 
 def _relu_rows_near_k(rng, n, k, positives, ties):
@@ -218,23 +219,68 @@ def test_positives_path_on_bfloat16_keeps_ties(rng):
     np.testing.assert_array_equal(y, _np_topk_with_ties(rounded, 1000))
 
 
-def test_torch_positives_path_is_taken():
+@pytest.mark.parametrize("n", [1, 2, 39, 40])
+def test_kth_largest_for_every_k_of_odd_and_even_rows(rng, n):
+    # Every k of short rows of both parities (torch: the padded static-size topk, whose
+    # rank and side switch at k = ceil(n/2); tensorflow: top_k; jax: the radix select),
+    # with ties, zeros of both signs and infinities.
+    rows = rng.integers(-3, 4, size=(3, n)).astype(np.float32)
+    rows[0] = ref.tie_free(rng, (n,))
+    rows[1, : min(n, 3)] = [np.inf, -0.0, -np.inf][: min(n, 3)]
+    x = ops.convert_to_tensor(rows)
+    for k in range(1, n + 1):
+        got = to_numpy(ksops.kth_largest(x, ops.convert_to_tensor(k, "int32")))
+        np.testing.assert_array_equal(got, np_kth_largest(rows, k).astype(np.float32),
+                                      err_msg=f"k={k}")
+
+
+@pytest.mark.parametrize("path", ["median", "topk"])
+def test_both_torch_selections_match_numpy(rng, path):
+    """torch has two layouts of its host-free selection, chosen by shape and device (per-row
+    medians for long rows on a CPU, one batched topk otherwise): both, on every kind of row
+    and every k of short rows, and inside global_topk on long ReLU rows (values, gradients,
+    the fewer-positives-than-k case)."""
     if BACKEND != "torch":
-        pytest.skip("torch only: checks that the rows above take the positives path")
-    rows = _relu_rows_near_k(np.random.default_rng(1), 2000, 1000, [999, 1040], ties=True)
-    calls = []
-    original = ksops._kth_largest_among_positives_torch
+        pytest.skip("torch only: the two layouts of its selection")
+    import torch
 
-    def spy(*args):
-        calls.append(args[3])
-        return original(*args)
-
-    ksops._kth_largest_among_positives_torch = spy
+    select = {"median": ksops._kth_largest_median_torch, "topk": ksops._kth_largest_topk_torch}[path]
+    for rows in _rows_cases(rng).values():
+        for k in (1, 2, 48, 49, 50, 96, 97):
+            got = select(torch.from_numpy(rows), torch.tensor(k)).numpy()
+            np.testing.assert_array_equal(got, np_kth_largest(rows, k), err_msg=f"k={k}")
+    for n in (1, 2, 7, 8):
+        rows = rng.integers(-2, 3, size=(3, n)).astype(np.float32)
+        for k in range(1, n + 1):
+            got = select(torch.from_numpy(rows), torch.tensor(k)).numpy()
+            np.testing.assert_array_equal(got, np_kth_largest(rows, k), err_msg=f"n={n} k={k}")
+    # Long ReLU rows go to the median layout on a CPU; force the other one for "topk".
+    rows = np.maximum(ref.tie_free(rng, (3, 4096)), 0)
+    rows[2, rows[2] > 0.9] = 0  # few positives: the threshold is 0, every entry kept
+    w = rng.normal(size=rows.shape).astype(np.float32)
+    original = ksops._kth_largest_torch
+    if path == "topk":
+        ksops._kth_largest_torch = lambda r, k: ksops._kth_largest_topk_torch(
+            r, torch.as_tensor(k).long())
     try:
-        ksops.global_topk(ops.convert_to_tensor(rows), 0.5)
+        for r in (0.5, 0.2, 0.05, 1.0):
+            k = ref.keep_count(r, 4096)
+            y, grad = grad_of_weighted_sum(lambda t: ksops.global_topk(t, r), rows, w)
+            kept = rows >= np_kth_largest(rows, k)
+            np.testing.assert_array_equal(y, np.where(kept, rows, 0))
+            np.testing.assert_array_equal(grad, np.where(kept, w, 0))
     finally:
-        ksops._kth_largest_among_positives_torch = original
-    assert calls == [41]  # m = 1040 - 1000 + 1
+        ksops._kth_largest_torch = original
+
+
+def test_a_row_of_minus_infinities_keeps_them(rng):
+    # A row whose k-th largest is -inf keeps all its entries (every one is >= -inf), -inf
+    # included: not 0, not NaN.
+    x = np.full((2, 40), -np.inf, np.float32)
+    x[0, :5] = ref.tie_free(rng, (5,))
+    x[1, :25] = ref.tie_free(rng, (25,))
+    y = to_numpy(ksops.global_topk(ops.convert_to_tensor(x), 0.5))
+    np.testing.assert_array_equal(y, np.where(x >= np_kth_largest(x, 20), x, 0))
 
 
 def test_infinities_and_negatives_in_global_topk(rng):

@@ -62,6 +62,10 @@ class SparsityMonitor(keras.callbacks.Callback):
             self.sites = find_topk_layers(model, self.layer_names)
         if self._counter is None or self._counter.model is not model:
             self._counter = _NonZeroCounter(model, self.sites)
+            if keras.backend.backend() == "tensorflow" and getattr(model, "compiled", False):
+                # Run as the model's own steps do: a channels_first model on a CPU runs only
+                # under XLA there (its CPU convolutions are NHWC only).
+                self._counter.compile(jit_compile=model.jit_compile)
         counts = self._counter.predict_on_batch(self.x)
         result, total_nonzero, total_size = {}, 0, 0
         for layer, name, per_sample in zip(self.sites, _unique_names(self.sites), counts):

@@ -20,6 +20,24 @@ class DataFormat(str, enum.Enum):
     channels_first = "channels_first"
 
 
+class JitCompile(str, enum.Enum):
+    auto = "auto"
+    true = "true"
+    false = "false"
+
+
+def _parse_keep_ratios(text):
+    """"0.5,0.2,0.05" -> (0.5, 0.2, 0.05); a one-line error for anything else."""
+    try:
+        ratios = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        ratios = ()
+    if not ratios or not all(0.0 < r <= 1.0 for r in ratios):
+        fail("--keep-ratios must be comma-separated numbers in (0, 1]. "
+             f"Received: --keep-ratios={text}")
+    return ratios
+
+
 @app.command()
 def bench(
     backend: BackendOption = None,
@@ -28,6 +46,11 @@ def bench(
     steps: Annotated[int, typer.Option(help="Timed steps (median reported).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up steps (compilation).")] = 2,
     keep_ratio: Annotated[float, typer.Option(help="Keep ratio r of the sparse sites.")] = 0.5,
+    keep_ratios: Annotated[
+        Optional[str],
+        typer.Option(help="Instead: ReLU, r=1 and each of these r (e.g. 0.5,0.2,0.05), timed "
+                          "interleaved in this process, with ratios to ReLU."),
+    ] = None,
     no_topk: Annotated[
         bool, typer.Option("--no-topk", help="Replace the sparse sites by plain ReLU.")
     ] = False,
@@ -37,6 +60,13 @@ def bench(
         DataFormat,
         typer.Option(help="Image layout inside the model (auto: channels_first on torch)."),
     ] = DataFormat.auto,
+    jit_compile: Annotated[
+        JitCompile,
+        typer.Option(help="Compile the step: XLA, torch.compile on torch (auto: Keras' choice)."),
+    ] = JitCompile.auto,
+    steps_per_execution: Annotated[
+        int, typer.Option(help="Steps per compiled call (jax, tensorflow; timed through fit).")
+    ] = 1,
     devices: Annotated[int, typer.Option(help="Data-parallel devices (jax, tensorflow).")] = 1,
     sites: Annotated[
         bool,
@@ -61,7 +91,8 @@ def bench(
         name = use_backend(backend)
     except UsageError as exc:
         fail(str(exc))
-    for option, value in (("--batch-size", batch_size), ("--steps", steps)):
+    for option, value in (("--batch-size", batch_size), ("--steps", steps),
+                          ("--steps-per-execution", steps_per_execution)):
         if value < 1:
             fail(f"{option} must be a positive integer. Received: {option}={value}")
     if warmup < 0:
@@ -71,10 +102,12 @@ def bench(
     if input_pipeline:
         _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json)
         return
-    from kerasparse import distribution
+    ratios = _parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
+    from kerasparse import distribution, step_options
 
     try:  # on a CPU-only machine, split the CPU (before the backend starts)
         distribution.prepare_devices(devices, name)
+        step_options.check(name, steps_per_execution)
     except ValueError as exc:
         fail(str(exc))
     from kerasparse.models import MODELS
@@ -95,6 +128,14 @@ def bench(
                 f"{row['ms']:8.2f} ms  ({row['ratio_to_relu']:.2f}x ReLU)"
             )
         return
+    options = dict(
+        batch_size=batch_size, steps=steps, warmup=warmup, data_format=data_format.value,
+        precision=precision.value, jit_compile=jit_compile.value,
+        steps_per_execution=steps_per_execution, devices=devices,
+    )
+    if ratios is not None:
+        _bench_keep_ratios(ks_bench, model, ratios, options, as_json)
+        return
     try:
         result = ks_bench.bench_model(
             model,
@@ -106,6 +147,8 @@ def bench(
             inference=inference,
             data_format=data_format.value,
             precision=precision.value,
+            jit_compile=jit_compile.value,
+            steps_per_execution=steps_per_execution,
             devices=devices,
         )
     except ValueError as exc:
@@ -143,3 +186,25 @@ def _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json):
         return
     for line in bench_input.format_result(result):
         console.print(line, highlight=False, markup=False)
+
+
+def _bench_keep_ratios(ks_bench, model, ratios, options, as_json):
+    """``--keep-ratios``: one process, ReLU / r=1 / each r interleaved."""
+    try:
+        result = ks_bench.bench_keep_ratios(model, ratios, **options)
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0])
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(
+        f"{result['backend']} {model} ({result['data_format']}, {result['precision']}, "
+        f"jit_compile={result['jit_compile']}), batch {result['batch_size']}, "
+        f"load {result['load_average']}:"
+    )
+    for name, seconds in result["step_s"].items():
+        ratio = result["ratio_to_relu"].get(name)
+        console.print(
+            f"  {name:>8}: {seconds * 1e3:8.1f} ms/step"
+            + ("" if ratio is None else f"  ({ratio:.3f}x ReLU)")
+        )

@@ -28,6 +28,18 @@ class Device(str, enum.Enum):
     gpu = "gpu"
 
 
+class DataFormat(str, enum.Enum):
+    auto = "auto"
+    channels_last = "channels_last"
+    channels_first = "channels_first"
+
+
+class JitCompile(str, enum.Enum):
+    auto = "auto"
+    true = "true"
+    false = "false"
+
+
 def _opt(help_text, *names):
     return typer.Option(*names, help=help_text, show_default=False)
 
@@ -38,6 +50,7 @@ OVERRIDES = (
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
     "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
+    "data_format", "jit_compile", "steps_per_execution",
 )
 
 
@@ -100,6 +113,20 @@ def train(
     ] = None,
     steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
     precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
+    data_format: Annotated[
+        Optional[DataFormat],
+        _opt("Image layout inside WRN models (auto: channels_first on torch).", "--data-format"),
+    ] = None,
+    jit_compile: Annotated[
+        Optional[JitCompile],
+        _opt("Compile the step: XLA, torch.compile on torch (auto: Keras' choice).",
+             "--jit-compile"),
+    ] = None,
+    steps_per_execution: Annotated[
+        Optional[int],
+        _opt("Training steps per compiled call (jax, tensorflow; default 1).",
+             "--steps-per-execution"),
+    ] = None,
     devices: Annotated[
         Optional[int], _opt("Data-parallel devices (jax, tensorflow; default 1).", "--devices")
     ] = None,
@@ -115,7 +142,7 @@ def train(
 ):
     """Train a model; results go to --out (history.csv, summary.json, plots, checkpoints)."""
     from kerasparse import config as ks_config
-    from kerasparse import rundir
+    from kerasparse import rundir, step_options
 
     given = dict(locals())
     try:
@@ -151,6 +178,7 @@ def train(
             resolved = ks_config.resolve(config, overrides)
             name = use_backend(backend)  # before anything imports keras
             _prepare_devices(resolved, name)
+            _check_step_options(resolved, name)
             _check_names(resolved)
             from kerasparse import train as ks_train
 
@@ -159,6 +187,8 @@ def train(
             )
     except (ks_config.ConfigError, rundir.RunDirError, UsageError) as exc:
         fail(str(exc))
+    except step_options.CompileFailed as exc:
+        fail(str(exc), code=1)
     _print_summary(summary, str(resume or out))
     if summary["status"] == "diverged":
         raise typer.Exit(3)
@@ -175,6 +205,16 @@ def _prepare_devices(config, backend):
     try:
         distribution.prepare_devices(config.get("devices", 1), backend)  # before jax starts
         devices.prepare(config.get("device", "auto"), backend)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_step_options(config, backend):
+    """Step options Keras cannot run on this backend fail before anything is written."""
+    from kerasparse import step_options
+
+    try:
+        step_options.check(backend, config["steps_per_execution"])
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -18,6 +18,8 @@ class SparseActivation(GlobalTopK):
         activation: a Keras activation name (``"relu"``, the paper's choice), a callable, or a
             layer instance such as ``kerasparse.layers.CReLU(tau=1.0, m=2.0)``.
             kerasparse's parametric activations need their parameters, so pass them as layers.
+            A layer follows this wrapper's dtype policy (it is set to the wrapper's), so
+            under ``mixed_bfloat16`` it computes in bfloat16 like the rest of the site.
         keep_ratio, mode, axis: as in :class:`GlobalTopK`.
     """
 
@@ -34,7 +36,14 @@ class SparseActivation(GlobalTopK):
                     f"Received: activation={activation!r}"
                 )
             self._activation_fn = activations.get_activation(activation)
-        elif isinstance(activation, keras.layers.Layer) or callable(activation):
+        elif isinstance(activation, keras.layers.Layer):
+            # The wrapped layer computes in the wrapper's precision: created under another
+            # policy (e.g. the global float32 one) it would return float32 under
+            # mixed_bfloat16, losing mixed precision and disagreeing with
+            # compute_output_spec.
+            activation.dtype_policy = self.dtype_policy
+            self._activation_fn = activation
+        elif callable(activation):
             self._activation_fn = activation
         else:
             raise ValueError(
@@ -45,11 +54,15 @@ class SparseActivation(GlobalTopK):
 
     def build(self, input_shape):
         super().build(input_shape)
-        if isinstance(self.activation, keras.layers.Layer) and not self.activation.built:
-            self.activation.build(input_shape)
+        if isinstance(self.activation, keras.layers.Layer):
+            self.activation.dtype_policy = self.dtype_policy
+            if not self.activation.built:
+                self.activation.build(input_shape)
 
     def call(self, inputs):
-        return super().call(self._activation_fn(inputs))
+        # Cast as Keras wrappers do: a callable may compute in another dtype.
+        activated = keras.ops.cast(self._activation_fn(inputs), self.compute_dtype)
+        return super().call(activated)
 
     def get_config(self):
         config = super().get_config()
