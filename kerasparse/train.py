@@ -310,12 +310,8 @@ class Run:
         # cannot be turned into an array directly.
         arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(v))
                   for i, v in enumerate(_all_variables(model))}
-        tmp = self.path(CHECKPOINTS, f".tmp-{stem}.npz")
-        with open(tmp, "wb") as f:
+        with rundir.atomic_write(self.path(CHECKPOINTS, f"{stem}.npz"), "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path(CHECKPOINTS, f"{stem}.npz"))
         _maybe_fault("checkpoint", epoch)
         state = {
             "epoch": epoch,

@@ -23,7 +23,7 @@ import os
 import keras
 
 from kerasparse.layers import GlobalTopK
-from kerasparse.layers._checks import check_number
+from kerasparse.validation import check_number
 
 STATE_KEYS = ("keep_ratio", "e_prev", "best", "resets", "epoch")
 
