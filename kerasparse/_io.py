@@ -13,6 +13,12 @@ import json
 import os
 import tempfile
 
+# mkstemp creates files readable by their owner only (0600); a result file should get the
+# permissions open() would give it, 0666 less the umask. The umask can only be read by setting
+# it, so read it once, at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_write(path, mode="w"):
@@ -24,6 +30,7 @@ def atomic_write(path, mode="w"):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -495,8 +495,8 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     if state.controller is not None:
         cbs.append(state.controller)
     try:
-        has_sites = bool(ks_callbacks.find_topk_layers(model))
-    except ValueError:  # a model without GlobalTopK sites (e.g. a plain-ReLU baseline)
+        has_sites = bool(ks_callbacks.find_activation_layers(model))
+    except ValueError:  # a model without top-k sites or activation layers
         has_sites = False
     if config["monitor_batch"] and has_sites:
         x_mon, _ = data.sample(config["monitor_batch"])

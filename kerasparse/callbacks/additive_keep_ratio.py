@@ -65,8 +65,8 @@ class AdditiveKeepRatio(SmoothedController):
             backup_dir=backup_dir,
         )
 
-    def _config(self):
-        config = super()._config()
+    def _settings(self):
+        config = super()._settings()
         config.update(step=self.step, drop=self.drop)
         return config
 
