@@ -33,7 +33,7 @@ from scipy import optimize
 from kerasparse.eoc import activations as _acts
 from kerasparse.eoc import closed_form as _cf
 from kerasparse.eoc import quadrature as _quad
-from kerasparse.validation import check_number
+from kerasparse.validation import check_choice, check_number
 
 # m is searched on m_floor + sqrt(q*) * [1e-3, 24]: below 1e-3 sqrt(q*) V'(q*) is ~1e-3 or
 # less (V' -> 0 as m -> 0 for CReLU/CST), above 24 sqrt(q*) the clip is beyond 12 standard
@@ -60,10 +60,7 @@ def _moments(act, q, params, method):
 
 
 def _method(act, method):
-    if method not in ("auto", "closed", "numeric"):
-        raise ValueError(
-            f"method must be 'auto', 'closed' or 'numeric'. Received: method={method!r}"
-        )
+    check_choice("eoc.setup", "method", method, ("auto", "closed", "numeric"))
     if method == "closed" and act.closed_form is None:
         raise ValueError(
             f"{act.name} has no closed form (crelu, cst, relu, shifted_relu and soft_threshold "
