@@ -15,8 +15,8 @@ class SparsityMonitor(keras.callbacks.Callback):
 
     The nominal keep ratio r is an upper bound: after ReLU many activations are already zero,
     so the real non-zero rate is usually far lower (Wang 2026, section 4); in an EoC model
-    without top-k (Dent & Tanner 2026) it is the sparsity 1 - s the activation was set up
-    for. At the end of each epoch this callback runs the model once (``training=False``) on a
+    without top-k (Dent & Tanner 2026) it starts near 1 - s, s the sparsity the activation
+    was set up for. At the end of each epoch this callback runs the model once (``training=False``) on a
     fixed batch ``x`` of training inputs and writes into the epoch's logs::
 
         logs["nz"]           = sum over layers of non-zeros / sum over layers of entries
