@@ -91,10 +91,11 @@ def plot_run(path, filename="training.png"):
     ax_loss.grid(alpha=0.3)
     fig.tight_layout()
     out = os.path.join(path, filename)
-    tmp = os.path.join(path, ".tmp-" + filename)
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with rundir.atomic_write(out, "wb") as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -1,49 +1,17 @@
-"""Run directories: atomic writes, an exclusive lock, and refusing to clobber results."""
+"""Run directories: an exclusive lock, refusing to clobber results, and the atomic writes of
+:mod:`kerasparse._io` (re-exported here for run-directory code)."""
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
-import tempfile
+
+# The one atomic-write helper lives in kerasparse._io; run-directory code uses it from here.
+from kerasparse._io import atomic_write, atomic_write_json, atomic_write_text, read_json  # noqa: F401
 
 
 class RunDirError(Exception):
     """A run directory that cannot be used as asked (reported as a one-line usage error)."""
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers (and a
-    process killed mid-write) see either the old file or the whole new one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def check(out, *, resume=False, overwrite=False):

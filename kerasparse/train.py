@@ -374,12 +374,8 @@ class Run:
         # cannot be turned into an array directly.
         arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(v))
                   for i, v in enumerate(_all_variables(model))}
-        tmp = self.path(CHECKPOINTS, f".tmp-{stem}.npz")
-        with open(tmp, "wb") as f:
+        with rundir.atomic_write(self.path(CHECKPOINTS, f"{stem}.npz"), "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path(CHECKPOINTS, f"{stem}.npz"))
         _maybe_fault("checkpoint", epoch)
         state = {
             "epoch": epoch,
@@ -585,8 +581,8 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     if state.controller is not None:
         cbs.append(state.controller)
     try:
-        has_sites = bool(ks_callbacks.find_topk_layers(model))
-    except ValueError:  # a model without GlobalTopK sites (e.g. a plain-ReLU baseline)
+        has_sites = bool(ks_callbacks.find_activation_layers(model))
+    except ValueError:  # a model without top-k sites or activation layers
         has_sites = False
     if config["monitor_batch"] and has_sites:
         x_mon, _ = data.sample(config["monitor_batch"])

@@ -15,6 +15,7 @@ from kerasparse.callbacks import (
     MultiplicativeKeepRatio,
     ScheduledKeepRatio,
     SparsityMonitor,
+    find_activation_layers,
     find_topk_layers,
 )
 from kerasparse.layers import GlobalTopK, SparseActivation
@@ -236,6 +237,33 @@ def test_backup_dir_resumes_exactly(tmp_path):
         drive(other, tiny_model(), acc[20:], start=20)
 
 
+def test_backup_resumes_twice_from_the_same_epoch(tmp_path):
+    """A run resumed from epoch 6 that fails again can be resumed from epoch 6 again (the
+    state it started from stays in the file)."""
+    acc = random_walk(14, seed=7)
+    kwargs = dict(factor=0.9, gap=0.05, backup_dir=tmp_path)
+    logs_full, _ = drive(MultiplicativeKeepRatio(**{**kwargs, "backup_dir": None}),
+                         tiny_model(), acc)
+    drive(MultiplicativeKeepRatio(**kwargs), tiny_model(), acc[:10])
+    for _ in range(2):
+        logs, _ = drive(MultiplicativeKeepRatio(**kwargs), tiny_model(), acc[6:8], start=6)
+        assert logs == logs_full[6:8]
+    saved = json.loads((tmp_path / "multiplicative_keep_ratio_state.json").read_text())
+    assert sorted(map(int, saved["states"])) == list(range(1, 9))
+    assert saved["class"] == "MultiplicativeKeepRatio" and saved["config"]["factor"] == 0.9
+
+
+def test_corrupted_backup_is_a_clear_error(tmp_path):
+    (tmp_path / "additive_keep_ratio_state.json").write_text('{"states": {"3": ')
+    with pytest.raises(ValueError, match=r"AdditiveKeepRatio: the backup .*additive_keep_ratio_"
+                                         r"state.json is not a readable controller state file"):
+        drive(AdditiveKeepRatio(backup_dir=tmp_path), tiny_model(), [0.5], start=3)
+    # A fresh run (epoch 0) replaces it.
+    drive(AdditiveKeepRatio(backup_dir=tmp_path), tiny_model(), [0.5])
+    saved = json.loads((tmp_path / "additive_keep_ratio_state.json").read_text())
+    assert list(saved["states"]) == ["1"] and saved["states"]["1"]["keep_ratio"] == 0.99
+
+
 def test_start_without_state_is_a_clear_error():
     ctl = AdditiveKeepRatio()
     with pytest.raises(ValueError, match="fit starts at epoch 3.*set_state"):
@@ -384,3 +412,62 @@ def test_sparsity_monitor_validates():
 def test_bad_arguments(make, message):
     with pytest.raises(ValueError, match=f"Received: .*{message}"):
         make()
+
+
+# ----- SparsityMonitor on any activation ------------------------------------------------------
+@pytest.mark.parametrize(
+    "activation, kwargs",
+    [
+        ("crelu", {}),
+        ("cst", {}),
+        ("hard_shrink", {"v_prime": None}),
+        ("chard_shrink", {"v_prime": 0.3}),
+        ("sawtooth", {}),
+        ("relu", {"sparsity": None, "v_prime": None}),
+    ],
+)
+def test_sparsity_monitor_counts_the_activation_layers_of_an_eoc_model(activation, kwargs):
+    """A DeepMLP has no top-k site: the monitor counts its act1..act3 layers, checked against
+    a NumPy forward pass with the solver's own NumPy activation."""
+    from kerasparse.models import DeepMLP
+
+    model = DeepMLP(depth=3, width=16, input_shape=(6,), num_classes=3, activation=activation,
+                    **kwargs)
+    x = np.random.default_rng(2).normal(size=(24, 6)) * math.sqrt(model.q_star)
+    mon = SparsityMonitor(x.astype("float32"))
+    mon.set_model(model)
+    mon.on_train_begin()
+    logs = {}
+    mon.on_epoch_end(0, logs)
+    assert set(logs) == {"nz", "nz/act1", "nz/act2", "nz/act3"}
+    setup, a, nonzero, size = model.eoc, x.astype("float32"), 0, 0
+    for i in (1, 2, 3):
+        kernel, bias = (to_numpy(v).astype("float64") for v in model.get_layer(f"dense{i}").weights)
+        a = setup.spec.fn(a @ kernel + bias, **setup.params)
+        assert logs[f"nz/act{i}"] == pytest.approx(np.count_nonzero(a) / a.size, abs=1e-9), i
+        nonzero, size = nonzero + np.count_nonzero(a), size + a.size
+    assert logs["nz"] == pytest.approx(nonzero / size, abs=1e-9)
+    assert 0.0 < logs["nz"] < 1.0
+
+
+def test_find_activation_layers_skips_the_activation_inside_a_site():
+    from kerasparse.layers import CReLU
+
+    inputs = keras.Input((8,))
+    h = SparseActivation(CReLU(0.1, 2.0, name="site_phi"), name="site")(
+        keras.layers.Dense(6)(inputs))
+    h = CReLU(0.2, 1.0, name="plain")(keras.layers.Dense(6)(h))
+    h = keras.layers.Activation("relu", name="kact")(h)
+    h = keras.layers.ReLU(name="krelu")(keras.layers.Dense(6, activation="relu")(h))
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    found = [layer.name for layer in find_activation_layers(model)]
+    assert found == ["site", "plain", "kact", "krelu"]
+    assert [layer.name for layer in find_activation_layers(model, ["kact"])] == ["kact"]
+    with pytest.raises(ValueError, match="no GlobalTopK or activation layer named 'site_phi'"):
+        find_activation_layers(model, ["site_phi"])
+    x = np.random.default_rng(3).normal(size=(10, 8)).astype("float32")
+    mon = SparsityMonitor(x)
+    mon.set_model(model)
+    logs = {}
+    mon.on_epoch_end(0, logs)
+    assert set(logs) == {"nz", "nz/site", "nz/plain", "nz/kact", "nz/krelu"}

@@ -223,8 +223,10 @@ def test_user_callable_matches_builtin_and_smooth_function():
     st = eoc.setup(np.tanh, q_star=0.5)
     d2 = _quad_expect(lambda x: 1.0 / math.cosh(x) ** 4, 0.5, [])
     assert st.sigma_w2 == pytest.approx(1.0 / d2, rel=1e-9)
+    from kerasparse import eoc_keras  # (imports Keras; the rest of this file does not)
+
     with pytest.raises(ValueError, match="no kerasparse layer"):
-        st.activation_layer()
+        eoc_keras.activation_layer(st)
 
 
 def test_theorem_2_2_bound_holds_for_the_recursions():
@@ -297,3 +299,65 @@ def test_errors_are_one_line_and_name_the_value(call, pattern):
         call()
     assert "\n" not in str(info.value)
 
+
+
+# --- a leaf package: validate / solve / assemble, no Keras ------------------------------
+
+
+def test_eoc_imports_no_backend():
+    """``import kerasparse.eoc`` (and the other Keras-free modules) in a fresh interpreter
+    leaves keras and the backends out of sys.modules (scipy, which eoc does import, is the
+    positive control of the check)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kerasparse.eoc, kerasparse.validation, kerasparse._io, kerasparse.rundir; "
+        "print(','.join(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'scipy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": "jax"},
+                         check=True, capture_output=True, text=True).stdout.strip()
+    assert out == "scipy"
+
+
+def test_setup_is_validate_solve_assemble():
+    setting = eoc.validate("crelu", sparsity=0.85, q_star=3, v_prime=0.7)
+    st = eoc.assemble(setting, eoc.solve(setting))
+    assert st == eoc.setup("crelu", sparsity=0.85, q_star=3.0, v_prime=0.7)
+    assert st.setting == setting
+    assert dict(eoc.solve(setting).params) == {"tau": st.tau, "m": st.m}
+    # The inputs, normalised: an int q*, or a default spelled out, is the same setting.
+    assert setting == eoc.validate("crelu", sparsity=0.85, q_star=3.0, v_prime=0.7)
+    assert hash(setting) == hash(eoc.validate("crelu", sparsity=0.85, q_star=3.0, v_prime=0.7))
+    hs = eoc.validate("hard_shrink", sparsity=0.8, q_star=2.0)
+    assert hs == eoc.validate("hard_shrink", sparsity=0.8, q_star=2.0, alpha=10.0, eps=0.01)
+    assert hs.inputs() == {"activation": "hard_shrink", "sparsity": 0.8, "q_star": 2.0,
+                           "v_prime": None, "alpha": 10.0, "eps": 0.01}
+    assert hs != eoc.validate("hard_shrink", sparsity=0.8, q_star=2.0, alpha=5.0)
+    # ReLU's only sparsity, 0.5, is nothing to solve for: the same setting as none.
+    assert eoc.validate("relu", sparsity=0.5) == eoc.validate("relu")
+    assert eoc.setup("relu", sparsity=0.5).sparsity == 0.5
+    # Two user callables are two settings, even with the same name and inputs.
+    def phi(x, tau):
+        return np.maximum(x - tau, 0.0)
+
+    a, b = (eoc.validate(phi, tau=1.0, kinks=lambda tau: (tau,)) for _ in range(2))
+    assert a != b and not a.builtin and setting.builtin
+    # validate raises before any solving; solve raises what only the solve can know.
+    with pytest.raises(ValueError, match="q_star=0"):
+        eoc.validate("crelu", sparsity=0.85, q_star=0, v_prime=0.7)
+    with pytest.raises(ValueError, match=r"no m gives V'\(q\*\)=1.2"):
+        eoc.solve(eoc.validate("crelu", sparsity=0.85, q_star=3, v_prime=1.2))
+
+
+def test_solve_is_cached_and_returns_the_same_numbers():
+    eoc.solve.cache_clear()
+    first = eoc.setup("cst", sparsity=0.7, q_star=2.0, v_prime=0.5)
+    info = eoc.solve.cache_info()
+    again = eoc.setup("cst", sparsity=0.7, q_star=2, v_prime=0.5)
+    assert eoc.solve.cache_info().hits == info.hits + 1
+    assert again == first and again.to_dict() == first.to_dict()
+    eoc.solve.cache_clear()
+    assert eoc.setup("cst", sparsity=0.7, q_star=2.0, v_prime=0.5).to_dict() == first.to_dict()

@@ -9,7 +9,7 @@ import pytest
 from scipy import special
 
 from conftest import to_numpy
-from kerasparse import eoc
+from kerasparse import eoc, eoc_keras
 from kerasparse.initializers import EoCBias, EoCKernel
 
 THEORY = {"activation": "crelu", "sparsity": 0.85, "q_star": 3.0, "v_prime": 0.7}
@@ -65,17 +65,17 @@ def test_config_keeps_theory_and_round_trips():
 
 def test_setup_helper_returns_matching_layer_and_initializers():
     st = eoc.setup("crelu", sparsity=0.85, q_star=3, v_prime=0.7)
-    layer = st.activation_layer()
+    layer = eoc_keras.activation_layer(st)
     assert type(layer).__name__ == "CReLU" and (layer.tau, layer.m) == (st.tau, st.m)
-    k, b = st.kernel_initializer(seed=1), st.bias_initializer(seed=2)
+    k, b = eoc_keras.kernel_initializer(st, seed=1), eoc_keras.bias_initializer(st, seed=2)
     assert k.sigma_w2 == st.sigma_w2 and b.sigma_b2 == st.sigma_b2
     x = np.linspace(-2, 6, 17).astype("float32")
     np.testing.assert_allclose(
         to_numpy(layer(x)), st.spec.fn(x.astype("float64"), **st.params), atol=1e-6
     )
-    sr = eoc.setup("shifted_relu", sparsity=0.8).activation_layer()
+    sr = eoc_keras.activation_layer(eoc.setup("shifted_relu", sparsity=0.8))
     np.testing.assert_allclose(to_numpy(sr(x)), np.maximum(x - sr.tau, 0), atol=1e-6)
-    assert type(eoc.setup("relu").activation_layer()).__name__ == "ReLU"
+    assert type(eoc_keras.activation_layer(eoc.setup("relu"))).__name__ == "ReLU"
 
 
 def test_errors():
@@ -93,12 +93,12 @@ def _model(st, seed=0):
     return keras.Sequential(
         [
             keras.Input((8,)),
-            keras.layers.Dense(16, kernel_initializer=st.kernel_initializer(seed=seed),
-                               bias_initializer=st.bias_initializer(seed=seed + 1)),
-            st.activation_layer(),
-            keras.layers.Dense(16, kernel_initializer=st.kernel_initializer(seed=seed + 2),
-                               bias_initializer=st.bias_initializer(seed=seed + 3)),
-            st.activation_layer(),
+            keras.layers.Dense(16, kernel_initializer=eoc_keras.kernel_initializer(st, seed=seed),
+                               bias_initializer=eoc_keras.bias_initializer(st, seed=seed + 1)),
+            eoc_keras.activation_layer(st),
+            keras.layers.Dense(16, kernel_initializer=eoc_keras.kernel_initializer(st, seed=seed + 2),
+                               bias_initializer=eoc_keras.bias_initializer(st, seed=seed + 3)),
+            eoc_keras.activation_layer(st),
             keras.layers.Dense(1),
         ]
     )
@@ -134,12 +134,12 @@ def _deep_forward(st, bias=True, seed=0):
     inp = keras.Input((WIDTH,))
     h, pre, post = inp, [], []
     for i in range(DEPTH):
-        a = st.activation_layer()(h)
+        a = eoc_keras.activation_layer(st)(h)
         post.append(a)
         h = keras.layers.Dense(
             WIDTH,
-            kernel_initializer=st.kernel_initializer(seed=1000 * seed + 2 * i),
-            bias_initializer=st.bias_initializer(seed=1000 * seed + 2 * i + 1) if bias else "zeros",
+            kernel_initializer=eoc_keras.kernel_initializer(st, seed=1000 * seed + 2 * i),
+            bias_initializer=eoc_keras.bias_initializer(st, seed=1000 * seed + 2 * i + 1) if bias else "zeros",
         )(a)
         pre.append(h)
     model = keras.Model(inp, pre + post)

@@ -10,6 +10,7 @@ import pytest
 import keras
 from conftest import BACKEND, to_numpy
 
+from kerasparse.callbacks import find_activation_layers, find_topk_layers
 from kerasparse.layers import CReLU, GlobalTopK, RMSNorm2D, SparseActivation
 from kerasparse.models import MODELS, DeepCNN, DeepMLP, WideResNet, get_model
 
@@ -114,6 +115,9 @@ def test_wrn_topk_at_keep_ratio_one_equals_the_dense_baseline(rng):
     )
     np.testing.assert_allclose(to_numpy(sparse(x)), to_numpy(dense(x)), rtol=1e-5, atol=1e-5)
     assert not any(isinstance(layer, GlobalTopK) for layer in dense.layers)
+    # SparsityMonitor measures the dense baseline at the same places (its activation layers).
+    sites = find_topk_layers(sparse)
+    assert [layer.name for layer in find_activation_layers(dense)] == [s.name for s in sites]
 
 
 def test_wrn_sites_apply_the_keep_ratio(rng):
@@ -130,6 +134,9 @@ def test_wrn_crelu_sites(rng):
     model = WideResNet(**TINY, activation="crelu", activation_params={"tau": 0.5, "m": 1.0})
     site = model.get_layer("final_act")
     assert isinstance(site, SparseActivation) and isinstance(site.activation, CReLU)
+    # SparsityMonitor's layers are exactly the 7 sites, not the CReLU inside each.
+    assert find_activation_layers(model) == find_topk_layers(model) and len(
+        find_topk_layers(model)) == 7
     out = to_numpy(keras.Model(model.input, site.output)(_images(rng)))
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
 

@@ -1,7 +1,8 @@
 """Keras callbacks that drive and measure activation sparsity (Wang 2026, section 2.6).
 
 Keep-ratio controllers move the keep ratio r of every GlobalTopK / SparseActivation layer
-epoch by epoch; SparsityMonitor logs the actual non-zero rate. Use them with plain
+epoch by epoch; SparsityMonitor logs the actual non-zero rate of the hidden activations (top-k
+sites and activation layers such as CReLU). Use them with plain
 ``model.fit``::
 
     from kerasparse.callbacks import MultiplicativeKeepRatio, SparsityMonitor
@@ -11,7 +12,7 @@ epoch by epoch; SparsityMonitor logs the actual non-zero rate. Use them with pla
 Exact semantics, logs and the resume story: docs/callbacks.md.
 """
 
-from kerasparse.callbacks._base import find_topk_layers
+from kerasparse.callbacks._sites import find_activation_layers, find_topk_layers
 from kerasparse.callbacks.additive_keep_ratio import AdditiveKeepRatio
 from kerasparse.callbacks.constant_keep_ratio import ConstantKeepRatio
 from kerasparse.callbacks.multiplicative_keep_ratio import MultiplicativeKeepRatio
@@ -24,5 +25,6 @@ __all__ = [
     "MultiplicativeKeepRatio",
     "ScheduledKeepRatio",
     "SparsityMonitor",
+    "find_activation_layers",
     "find_topk_layers",
 ]

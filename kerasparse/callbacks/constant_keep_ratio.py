@@ -1,5 +1,5 @@
 from kerasparse.callbacks._base import KeepRatioController
-from kerasparse.layers._checks import check_number
+from kerasparse.validation import check_number
 
 
 class ConstantKeepRatio(KeepRatioController):

@@ -1,5 +1,5 @@
 from kerasparse.callbacks._base import SmoothedController
-from kerasparse.layers._checks import check_number
+from kerasparse.validation import check_number
 
 
 class MultiplicativeKeepRatio(SmoothedController):
@@ -63,8 +63,8 @@ class MultiplicativeKeepRatio(SmoothedController):
             backup_dir=backup_dir,
         )
 
-    def _config(self):
-        config = super()._config()
+    def _settings(self):
+        config = super()._settings()
         config.update(factor=self.factor, gap=self.gap)
         return config
 

@@ -1,6 +1,5 @@
-import numbers
-
 from kerasparse.callbacks._base import KeepRatioController
+from kerasparse.validation import is_number
 
 
 class ScheduledKeepRatio(KeepRatioController):
@@ -29,15 +28,13 @@ class ScheduledKeepRatio(KeepRatioController):
         self.schedule = schedule
         super().__init__(max_keep_ratio=1.0, layers=layers, backup_dir=backup_dir)
 
-    def _keep_ratio_for_epoch(self, epoch):
+    def _keep_ratio_for_epoch(self, epoch, state):
         r = self.schedule(epoch)
-        ok = isinstance(r, numbers.Real) and not isinstance(r, bool) and 0.0 <= r <= 1.0
-        if not ok:
+        if not (is_number(r) and 0.0 <= r <= 1.0):
             raise ValueError(
                 f"ScheduledKeepRatio: schedule({epoch}) must return a number in [0, 1]. "
                 f"Received: keep_ratio={r!r}"
             )
-        self._state["keep_ratio"] = float(r)
         return float(r)
 
     def _next_state(self, state, logs):

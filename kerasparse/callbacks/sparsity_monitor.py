@@ -5,49 +5,55 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasparse.callbacks._base import check_layer_names, find_topk_layers
+from kerasparse.callbacks._sites import find_activation_layers, unique_names
+from kerasparse.validation import check_names
 
 
 class SparsityMonitor(keras.callbacks.Callback):
-    """Log the actual fraction of non-zero activations at the sparse sites, every epoch.
+    """Log the actual fraction of non-zero hidden activations, per layer and overall, every
+    epoch, for any activation: top-k sites, CReLU, CST, the shrink family, ReLU.
 
     The nominal keep ratio r is an upper bound: after ReLU many activations are already zero,
-    so the real non-zero rate is usually far lower (Wang 2026, section 4). At the end of each
-    epoch this callback runs the model once (``training=False``) on a fixed batch ``x`` of
-    training inputs and writes into the epoch's logs::
+    so the real non-zero rate is usually far lower (Wang 2026, section 4); in an EoC model
+    without top-k (Dent & Tanner 2026) it starts near 1 - s, s the sparsity the activation
+    was set up for. At the end of each epoch this callback runs the model once (``training=False``) on a
+    fixed batch ``x`` of training inputs and writes into the epoch's logs::
 
-        logs["nz"]           = sum over sites of non-zeros / sum over sites of entries
-        logs["nz/<name>"]    = non-zeros / entries of that site's output on x
+        logs["nz"]           = sum over layers of non-zeros / sum over layers of entries
+        logs["nz/<name>"]    = non-zeros / entries of that layer's output on x
 
-    (``nz`` weights each site by its size, so it is the fraction of all sparse-site
-    activations that are non-zero.) It measures with the keep ratio of the epoch just ended:
-    the keep-ratio controllers change r only at the next epoch's start.
+    (``nz`` weights each layer by its size, so it is the fraction of all hidden activations
+    that are non-zero.) It measures with the keep ratio of the epoch just ended: the
+    keep-ratio controllers change r only at the next epoch's start.
 
-    Every GlobalTopK / SparseActivation layer of the model (or those named in ``layers``) is a
-    site, wherever it sits (functional, sequential, subclassed or nested models): the outputs
-    are counted by wrapping each site's ``call`` while the model is traced (see
-    ``_NonZeroCounter``). A site called several times in the pass counts all its calls. The
-    cost is one compiled inference pass on ``x`` per epoch (plus one trace, on the first
-    epoch); see docs/callbacks.md for measured numbers.
+    The measured layers are those of :func:`~kerasparse.callbacks.find_activation_layers`
+    (or those named in ``layers``): every GlobalTopK / SparseActivation site, and every
+    activation layer outside one (kerasparse's CReLU, CST, HardShrink, CHardShrink,
+    Sawtooth; Keras' ReLU and Activation), wherever it sits (functional, sequential,
+    subclassed or nested models). A WideResNet's keys are its 25 sites; a DeepMLP's its
+    ``act1``..``act<depth>`` layers. The outputs are counted by wrapping each layer's
+    ``call`` while the model is traced (see ``_NonZeroCounter``); a layer called several
+    times in the pass counts all its calls. The cost is one compiled inference pass on ``x``
+    per epoch (plus one trace, on the first epoch); see docs/callbacks.md for measured numbers.
 
     Place it before CSVLogger / TensorBoard in ``callbacks`` so they see ``nz``.
 
     Args:
         x: a fixed batch of training inputs (a NumPy array; or a list / dict of arrays for a
             multi-input model), e.g. 256 images: ``x, _ = bundle.sample(256)``.
-        layers: None (every GlobalTopK layer) or the names of the sites to measure.
+        layers: None (every hidden activation layer) or the names of the layers to measure.
     """
 
     def __init__(self, x, layers=None):
         super().__init__()
         self.x = _check_inputs(x)
-        self.layer_names = check_layer_names("SparsityMonitor", layers, arg="layers")
+        self.layer_names = check_names("SparsityMonitor", "layers", layers)
         self.sites = []
         self.last_seconds = None  # wall time of the last measurement
         self._counter = None
 
     def on_train_begin(self, logs=None):
-        self.sites = find_topk_layers(self.model, self.layer_names)
+        self.sites = find_activation_layers(self.model, self.layer_names)
         self._counter = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -59,7 +65,7 @@ class SparsityMonitor(keras.callbacks.Callback):
         start = time.perf_counter()
         model = self.model  # on JAX, syncs the trained variables into the model
         if not self.sites:
-            self.sites = find_topk_layers(model, self.layer_names)
+            self.sites = find_activation_layers(model, self.layer_names)
         if self._counter is None or self._counter.model is not model:
             self._counter = _NonZeroCounter(model, self.sites)
             if keras.backend.backend() == "tensorflow" and getattr(model, "compiled", False):
@@ -68,7 +74,7 @@ class SparsityMonitor(keras.callbacks.Callback):
                 self._counter.compile(jit_compile=model.jit_compile)
         counts = self._counter.predict_on_batch(self.x)
         result, total_nonzero, total_size = {}, 0, 0
-        for layer, name, per_sample in zip(self.sites, _unique_names(self.sites), counts):
+        for layer, name, per_sample in zip(self.sites, unique_names(self.sites), counts):
             size_per_sample = self._counter.sizes[id(layer)]
             if not size_per_sample:
                 raise ValueError(
@@ -87,7 +93,8 @@ class SparsityMonitor(keras.callbacks.Callback):
 
 
 class _NonZeroCounter(keras.Model):
-    """``model`` run with ``training=False``; outputs each site's per-sample non-zero count.
+    """``model`` run with ``training=False``; outputs each measured layer's (site's)
+    per-sample non-zero count.
 
     Keras 3 has no backend-neutral forward hook, so while ``call`` runs, each site's bound
     ``call`` is shadowed by an instance attribute that counts the non-zeros of its output
@@ -144,15 +151,6 @@ def _counting(layers, counts):
     finally:
         for layer in layers:
             vars(layer).pop("call", None)
-
-
-def _unique_names(layers):
-    """Layer names, suffixed with #2, #3 ... where nested models reuse a name."""
-    seen, names = {}, []
-    for layer in layers:
-        seen[layer.name] = seen.get(layer.name, 0) + 1
-        names.append(layer.name if seen[layer.name] == 1 else f"{layer.name}#{seen[layer.name]}")
-    return names
 
 
 def _check_inputs(x):

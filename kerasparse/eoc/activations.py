@@ -20,9 +20,13 @@ DEFAULT_ALPHA = 10.0
 DEFAULT_EPS = 0.01
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Activation:
     """An elementwise activation as the solver sees it.
+
+    Compared and hashed by identity (``eq=False``): a built-in name always gives the same
+    object, a user's callable a new one, so a :class:`~kerasparse.eoc.recipe.Setting` holding
+    it is a safe cache key.
 
     Args:
         name: a short name (``"crelu"``); also the kerasparse layer name when ``layer`` is set.
@@ -36,7 +40,7 @@ class Activation:
         tau_depends_on_clip: True when the zero set moves with the clip parameter (Sawtooth),
             so tau is re-solved for every trial m.
         defaults: default values of extra parameters (alpha, eps).
-        layer: name in ``kerasparse.layers.get`` for ``EoCSetup.activation_layer()``, or None.
+        layer: name in ``kerasparse.layers.get`` for ``eoc_keras.activation_layer()``, or None.
         closed_form: name of a closed form in :mod:`kerasparse.eoc.closed_form`, or None.
     """
 

@@ -13,11 +13,18 @@ V'(q) = sigma_w^2 E[phi'^2] = chi_1(q): at the EoC V'(q*) = 1 whatever tau is. T
 solve for, so asking for a v_prime raises; without one the setting is returned with
 ``marginal=True`` (q* is only marginally stable, the instability of Price et al. 2024).
 HardShrink has no clipping parameter either; its V'(q*) follows from tau, alpha and eps.
+
+:func:`setup` is three steps, each a public function: :func:`validate` (the inputs, one-line
+errors, into a hashable :class:`Setting`), :func:`solve` (the root finding; cached, so a model
+whose layers all use one setting solves it once) and :func:`assemble` (the diagnostics, into
+an :class:`EoCSetup`). The Keras side (activation layer, initializers) is built from an
+``EoCSetup`` by :mod:`kerasparse.eoc_keras`; this package imports no Keras.
 """
 
 import dataclasses
+import functools
 import math
-import numbers
+import types
 from typing import Optional
 
 import numpy as np
@@ -26,6 +33,7 @@ from scipy import optimize
 from kerasparse.eoc import activations as _acts
 from kerasparse.eoc import closed_form as _cf
 from kerasparse.eoc import quadrature as _quad
+from kerasparse.validation import check_choice, check_number
 
 # m is searched on m_floor + sqrt(q*) * [1e-3, 24]: below 1e-3 sqrt(q*) V'(q*) is ~1e-3 or
 # less (V' -> 0 as m -> 0 for CReLU/CST), above 24 sqrt(q*) the clip is beyond 12 standard
@@ -40,20 +48,9 @@ def _fmt(x):
 
 
 def _check_real(name, value, low=None, high=None, owner="eoc.setup", allow_none=False):
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        raise ValueError(
-            f"{owner}: {name} must be a finite number in ({lo}, {hi}). Received: {name}={value!r}"
-        )
-    return float(value)
+    """A finite number in the open interval (low, high)."""
+    return check_number(owner, name, value, low=low, high=high, low_open=True, high_open=True,
+                        finite=True, allow_none=allow_none)
 
 
 def _moments(act, q, params, method):
@@ -63,10 +60,7 @@ def _moments(act, q, params, method):
 
 
 def _method(act, method):
-    if method not in ("auto", "closed", "numeric"):
-        raise ValueError(
-            f"method must be 'auto', 'closed' or 'numeric'. Received: method={method!r}"
-        )
+    check_choice("eoc.setup", "method", method, ("auto", "closed", "numeric"))
     if method == "closed" and act.closed_form is None:
         raise ValueError(
             f"{act.name} has no closed form (crelu, cst, relu, shifted_relu and soft_threshold "
@@ -155,7 +149,12 @@ class EoCSetup:
     ``sigma_w2``, ``sigma_b2``, and the diagnostics ``v_second`` = V''(q*), ``chi1``
     (= 1 at the EoC), ``chi1_prime`` = chi_1'(q*), ``fourth_moment`` =
     sigma_w^4 (<phi^4> - <phi^2>^2), ``q1_bound`` (Theorem 2.2), ``marginal`` (V'(q*) = 1: q*
-    only marginally stable), ``method`` ("closed" or "numeric").
+    only marginally stable), ``method`` ("closed" or "numeric"); ``setting`` is the validated
+    input (:class:`Setting`) it was solved from.
+
+    Pure numbers: build the matching Keras activation layer and initializers with
+    :mod:`kerasparse.eoc_keras` (``eoc_keras.activation_layer(s)``,
+    ``eoc_keras.kernel_initializer(s, seed=...)``, ``eoc_keras.bias_initializer(s, seed=...)``).
     """
 
     activation: str
@@ -176,6 +175,7 @@ class EoCSetup:
     marginal: bool = False
     method: str = "closed"
     spec: _acts.Activation = dataclasses.field(default=None, repr=False, compare=False)
+    setting: "Setting" = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def params(self):
@@ -226,59 +226,6 @@ class EoCSetup:
             d["alpha"] = self.alpha
             d["eps"] = self.eps
         return d
-
-    def activation_layer(self, **kwargs):
-        """The matching kerasparse (or Keras) activation layer, e.g. ``CReLU(tau, m)``.
-
-        The unclipped shifted ReLU and soft threshold are CReLU / CST with m = inf.
-        """
-        if self.spec.layer is None:
-            raise ValueError(
-                f"{self.activation} is a custom activation with no kerasparse layer; wrap your "
-                f"function in a Keras layer yourself. Received: activation={self.activation!r}"
-            )
-        from kerasparse import layers
-
-        if self.spec.layer == "relu":
-            import keras
-
-            return keras.layers.ReLU(**kwargs)
-        params = self.params
-        if self.spec.layer in ("crelu", "cst") and "m" not in params:
-            params["m"] = math.inf
-        return layers.get(self.spec.layer, **params, **kwargs)
-
-    def _theory(self):
-        theory = {
-            "activation": self.activation,
-            "sparsity": self.sparsity,
-            "q_star": self.q_star,
-            "v_prime": None if self.spec.clip is None else self.v_prime,
-        }
-        if self.alpha is not None:
-            theory.update(alpha=self.alpha, eps=self.eps)
-        return theory
-
-    def kernel_initializer(self, seed=None):
-        """``EoCKernel``: N(0, sigma_w^2 / fan_in), fan_in = kh * kw * c_in for convolutions."""
-        self._check_named("kernel_initializer")
-        from kerasparse.initializers import EoCKernel
-
-        return EoCKernel(**self._theory(), seed=seed)
-
-    def bias_initializer(self, seed=None):
-        """``EoCBias``: N(0, sigma_b^2)."""
-        self._check_named("bias_initializer")
-        from kerasparse.initializers import EoCBias
-
-        return EoCBias(**self._theory(), seed=seed)
-
-    def _check_named(self, what):
-        if _acts.ACTIVATIONS.get(self.activation) is not self.spec:
-            raise ValueError(
-                f"{what}() needs a named activation ({', '.join(_acts.ACTIVATIONS)}) so the "
-                f"initializer can be saved. Received: activation={self.activation!r}"
-            )
 
 
 def _solve_tau(act, sparsity, q, params, method):
@@ -374,7 +321,63 @@ def _solve_clip(act, target, sparsity, q, params, method):
     )
 
 
-def setup(
+@dataclasses.dataclass(frozen=True, repr=False)
+class Setting:
+    """The validated inputs of one edge-of-chaos setting (:func:`validate`'s result).
+
+    Hashable: it is the cache key of :func:`solve`. ``spec`` is the
+    :class:`~kerasparse.eoc.activations.Activation` (compared by identity: a built-in name
+    always gives the same one); ``params`` the fixed activation parameters as
+    ``((name, value), ...)``, defaults (alpha, eps) included; ``method`` "closed" or
+    "numeric" (``"auto"`` resolved).
+    """
+
+    spec: _acts.Activation = dataclasses.field(repr=False)
+    sparsity: Optional[float]
+    q_star: float
+    v_prime: Optional[float]
+    params: tuple = ()
+    method: str = "closed"
+
+    @property
+    def activation(self):
+        return self.spec.name
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.inputs().items())
+        return f"Setting({args}, method={self.method!r})"
+
+    @property
+    def builtin(self):
+        """True for a named built-in activation (then the setting can be saved by name)."""
+        return _acts.ACTIVATIONS.get(self.spec.name) is self.spec
+
+    def inputs(self):
+        """The inputs as keyword arguments of :func:`setup` (and the config of the EoC
+        initializers): ``{"activation", "sparsity", "q_star", "v_prime", **params}``."""
+        return {
+            "activation": self.activation,
+            "sparsity": self.sparsity,
+            "q_star": self.q_star,
+            "v_prime": self.v_prime,
+            **dict(self.params),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """What :func:`solve` finds for a :class:`Setting`: all activation parameters
+    (``params``, ``((name, value), ...)``, tau and m solved), ``sigma_w2``, ``sigma_b2``, and
+    the Gaussian moments at q* (``moments``, read-only) from which :func:`assemble` computes
+    the diagnostics."""
+
+    params: tuple
+    sigma_w2: float
+    sigma_b2: float
+    moments: types.MappingProxyType = dataclasses.field(repr=False)
+
+
+def validate(
     activation,
     sparsity=None,
     q_star=1.0,
@@ -385,23 +388,10 @@ def setup(
     clip=None,
     **params,
 ):
-    """Solve the edge-of-chaos recipe; returns an :class:`EoCSetup`.
-
-    Args:
-        activation: ``"crelu"``, ``"cst"``, ``"relu"``, ``"shifted_relu"``,
-            ``"soft_threshold"``, ``"hard_shrink"``, ``"chard_shrink"``, ``"sawtooth"``, an
-            :class:`~kerasparse.eoc.activations.Activation`, or a NumPy callable
-            ``fn(x, **params)`` (then give ``kinks`` and, to solve for it, ``clip``).
-        sparsity: target P(phi(h) = 0) in (0, 1), solved for tau (or give ``tau=``).
-        q_star: the fixed-point variance q* > 0.
-        v_prime: target V'(q*), solved for the clipping parameter m (or give ``m=``).
-            Only activations with a clipping parameter (crelu, cst, chard_shrink, sawtooth)
-            accept it.
-        method: ``"auto"`` (closed form where one exists), ``"closed"`` or ``"numeric"``.
-        **params: fixed activation parameters (tau, m, alpha, eps).
+    """Check the inputs of :func:`setup` (same arguments); returns a :class:`Setting`.
 
     Raises:
-        ValueError: one line naming the bad value and the attainable range.
+        ValueError: one line naming the bad value and what is allowed.
     """
     act = _acts.get(activation, kinks=kinks, clip=clip)
     q = _check_real("q_star", q_star, low=0.0)
@@ -417,6 +407,7 @@ def setup(
                 "relu: the sparsity of ReLU is always 0.5 (tau = 0); use crelu or shifted_relu "
                 f"for another. Received: sparsity={_fmt(sparsity)}"
             )
+        sparsity = None  # nothing to solve for: 0.5 is what ReLU gives
     elif sparsity is not None and not act.has_tau:
         raise ValueError(
             f"{act.name} has no threshold tau to solve from a sparsity. "
@@ -455,7 +446,35 @@ def setup(
         act, params,
         required=[p for p in act.params if p in params or p not in ("tau", act.clip)],
     )
+    return Setting(
+        spec=act,
+        sparsity=sparsity,
+        q_star=q,
+        v_prime=v_prime,
+        params=tuple((k, float(params[k])) for k in act.params if k in params),
+        method=method,
+    )
 
+
+@functools.lru_cache(maxsize=1024)
+def solve(setting):
+    """Solve a :class:`Setting` (steps 2-5 of the recipe); returns a :class:`Solution`.
+
+    Cached on the setting (an LRU cache of 1024 settings; ``solve.cache_clear()`` empties
+    it): building a model, or loading one whose initializers all carry the same setting,
+    runs the root finding once. Errors are not cached.
+
+    Raises:
+        ValueError: a sparsity or V'(q*) that no parameter reaches, or no edge-of-chaos
+            setting (sigma_b^2 < 0, E[phi'^2] = 0).
+    """
+    return _solve(setting)
+
+
+def _solve(setting):
+    act, q, method = setting.spec, setting.q_star, setting.method
+    sparsity, v_prime = setting.sparsity, setting.v_prime
+    params = dict(setting.params)
     # 1. tau from the sparsity (unless it moves with m: then inside the m-solve)
     if sparsity is not None and not act.tau_depends_on_clip:
         trial = {**params, "tau": 0.0}
@@ -491,17 +510,30 @@ def setup(
             f"sigma_w^2 E[phi^2] = {q - sigma_b2:.6g} > q*, so sigma_b^2 would be "
             f"{sigma_b2:.6g} < 0. Received: q_star={_fmt(q)}"
         )
-    sigma_b2 = max(sigma_b2, 0.0)
-    mp = _maps_from_moments(mo, sigma_w2, sigma_b2)
+    return Solution(
+        params=tuple((k, float(params[k])) for k in act.params if k in params),
+        sigma_w2=sigma_w2,
+        sigma_b2=max(sigma_b2, 0.0),
+        moments=types.MappingProxyType({k: float(v) for k, v in mo.items()}),
+    )
+
+
+def assemble(setting, solution):
+    """The :class:`EoCSetup` of a setting and its solution, with the diagnostics at q*
+    (V''(q*), chi_1'(q*), the fourth moment, the Theorem 2.2 bound, marginality)."""
+    act, q = setting.spec, setting.q_star
+    params = dict(solution.params)
+    sigma_w2, sigma_b2 = solution.sigma_w2, solution.sigma_b2
+    mp = _maps_from_moments(solution.moments, sigma_w2, sigma_b2)
     slope = mp["V_prime"]
     marginal = abs(slope - 1.0) < 1e-9
     if marginal:
         slope = 1.0
     return EoCSetup(
         activation=act.name,
-        sparsity=mp["sparsity"] if sparsity is None else sparsity,
+        sparsity=mp["sparsity"] if setting.sparsity is None else setting.sparsity,
         q_star=q,
-        v_prime=slope if v_prime is None else v_prime,
+        v_prime=slope if setting.v_prime is None else setting.v_prime,
         tau=params.get("tau"),
         m=params.get("m"),
         sigma_w2=sigma_w2,
@@ -514,6 +546,45 @@ def setup(
         fourth_moment=mp["fourth_moment"],
         q1_bound=q1_bound(slope, mp["V_second"], mp["fourth_moment"]),
         marginal=marginal,
-        method=method,
+        method=setting.method,
         spec=act,
+        setting=setting,
     )
+
+
+def setup(
+    activation,
+    sparsity=None,
+    q_star=1.0,
+    v_prime=None,
+    *,
+    method="auto",
+    kinks=None,
+    clip=None,
+    **params,
+):
+    """Solve the edge-of-chaos recipe; returns an :class:`EoCSetup`.
+
+    ``assemble(s, solve(s))`` with ``s = validate(...)``: the inputs are checked, the
+    (cached) solver finds tau, m, sigma_w^2 and sigma_b^2, and the diagnostics are added.
+
+    Args:
+        activation: ``"crelu"``, ``"cst"``, ``"relu"``, ``"shifted_relu"``,
+            ``"soft_threshold"``, ``"hard_shrink"``, ``"chard_shrink"``, ``"sawtooth"``, an
+            :class:`~kerasparse.eoc.activations.Activation`, or a NumPy callable
+            ``fn(x, **params)`` (then give ``kinks`` and, to solve for it, ``clip``).
+        sparsity: target P(phi(h) = 0) in (0, 1), solved for tau (or give ``tau=``).
+        q_star: the fixed-point variance q* > 0.
+        v_prime: target V'(q*), solved for the clipping parameter m (or give ``m=``).
+            Only activations with a clipping parameter (crelu, cst, chard_shrink, sawtooth)
+            accept it.
+        method: ``"auto"`` (closed form where one exists), ``"closed"`` or ``"numeric"``.
+        **params: fixed activation parameters (tau, m, alpha, eps).
+
+    Raises:
+        ValueError: one line naming the bad value and the attainable range.
+    """
+    setting = validate(
+        activation, sparsity, q_star, v_prime, method=method, kinks=kinks, clip=clip, **params
+    )
+    return assemble(setting, solve(setting))

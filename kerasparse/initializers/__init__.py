@@ -1,7 +1,8 @@
 """kerasparse initializers: edge-of-chaos kernel and bias initializers (Dent & Tanner 2026).
 
-Both take the theory inputs (activation, sparsity, q*, V'(q*)) and solve for sigma_w^2 /
-sigma_b^2 with :func:`kerasparse.eoc.setup`; ``eoc.setup(...).kernel_initializer()`` builds them.
+Both are built from a solved :class:`kerasparse.eoc.EoCSetup` (``EoCKernel.from_setup(s)``,
+or ``kerasparse.eoc_keras.kernel_initializer(s)``) or from the theory inputs (activation,
+sparsity, q*, V'(q*)), which is also their saved config.
 """
 
 from kerasparse.initializers.eoc_bias import EoCBias

@@ -11,7 +11,8 @@ class EoCBias(keras.initializers.RandomNormal):
 
     sigma_b^2 comes from :func:`kerasparse.eoc.setup` (V(q*) = q*, Dent & Tanner 2026
     section 2); it is 0 for ReLU, so the bias is then zero. A ``RandomNormal`` whose config
-    keeps the theory inputs rather than the number.
+    keeps the theory inputs rather than the number (solved through ``eoc.setup``'s cache).
+    From an already solved setting, use :meth:`from_setup` (or ``kerasparse.eoc_keras``).
 
     Args: as :class:`~kerasparse.initializers.EoCKernel`.
 
@@ -32,9 +33,19 @@ class EoCBias(keras.initializers.RandomNormal):
         eps=None,
         seed=None,
     ):
-        setup, self.theory = _theory.solve(
+        setup = _theory.setup_from_inputs(
             "EoCBias", activation, sparsity, q_star, v_prime, tau=tau, m=m, alpha=alpha, eps=eps
         )
+        self._init_from_setup(setup, seed)
+
+    @classmethod
+    def from_setup(cls, setup, seed=None):
+        """The initializer of a solved :class:`~kerasparse.eoc.EoCSetup` (no solving)."""
+        init = cls.__new__(cls)
+        init._init_from_setup(_theory.check_setup(cls.__name__, setup), seed)
+        return init
+
+    def _init_from_setup(self, setup, seed):
         super().__init__(mean=0.0, stddev=math.sqrt(setup.sigma_b2), seed=seed)
         self.setup = setup
 
@@ -43,4 +54,4 @@ class EoCBias(keras.initializers.RandomNormal):
         return self.setup.sigma_b2
 
     def get_config(self):
-        return {**self.theory, "seed": super().get_config()["seed"]}
+        return {**self.setup.setting.inputs(), "seed": super().get_config()["seed"]}

@@ -1,6 +1,6 @@
 import keras
 
-from kerasparse.layers._checks import check_number
+from kerasparse.validation import check_number
 from kerasparse.layers._elementwise import ElementwiseActivation
 
 

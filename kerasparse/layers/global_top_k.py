@@ -1,7 +1,7 @@
 import keras
 
 from kerasparse import ops as ksops
-from kerasparse.layers._checks import check_axis, check_choice, check_keep_ratio, check_rank
+from kerasparse.validation import check_axis, check_choice, check_keep_ratio, check_rank
 
 
 @keras.saving.register_keras_serializable(package="kerasparse")

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from kerasparse import ops as ksops
-from kerasparse.layers._checks import check_axis, check_number, check_rank
+from kerasparse.validation import check_axis, check_number, check_rank
 
 
 @keras.saving.register_keras_serializable(package="kerasparse")

@@ -1,20 +1,11 @@
-"""Helpers shared by the model builders (argument checks, activation sites, initializers)."""
-
-import numbers
+"""Helpers shared by the model builders (input shapes, activation sites, the EoC set-up)."""
 
 import keras
 
 from kerasparse import activations as ksactivations
+from kerasparse import eoc, eoc_keras
 from kerasparse import layers as kslayers
-from kerasparse.layers._checks import check_number
-
-
-def check_positive_int(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(
-            f"{owner}: {name} must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
+from kerasparse.validation import check_number, check_positive_int
 
 
 def check_input_shape(owner, input_shape, rank=None):
@@ -111,21 +102,20 @@ def first_layer_initializers():
 
 
 def eoc_setup(owner, activation, sparsity, q_star, v_prime, activation_params):
-    """``kerasparse.eoc.setup(...)`` with the model's arguments (imported lazily)."""
-    from kerasparse import eoc
-
+    """The model's one solved :class:`~kerasparse.eoc.EoCSetup` (``kerasparse.eoc.setup``
+    with the model's arguments); build its layers with :mod:`kerasparse.eoc_keras`."""
     check_number(owner, "q_star", q_star, low=0.0, low_open=True)
     return eoc.setup(
         activation, sparsity=sparsity, q_star=q_star, v_prime=v_prime, **activation_params
     )
 
 
-
 class PlainEoCNet(keras.Model):
     """What :class:`~kerasparse.models.DeepMLP` and :class:`~kerasparse.models.DeepCNN`
-    share: the argument checks, the EoC set-up, ``depth`` hidden layers each followed by the
-    activation (the first variance-preserving, :func:`first_layer_initializers`; the others
-    from the set-up), the EoC-initialised ``Dense`` logits layer, the attributes and the
+    share: the argument checks, the EoC set-up (solved once; every activation layer and EoC
+    initializer is built from it by :mod:`kerasparse.eoc_keras`), ``depth`` hidden layers each
+    followed by the activation (the first variance-preserving, :func:`first_layer_initializers`;
+    the others from the set-up), the EoC-initialised ``Dense`` logits layer, the attributes and the
     config (== the constructor arguments).
 
     A subclass sets ``width_arg`` (the name of its width argument), ``input_rank`` (None:
@@ -154,16 +144,16 @@ class PlainEoCNet(keras.Model):
         for i in range(1, depth + 1):
             x = self._hidden(
                 width,
-                first_kernel if i == 1 else setup.kernel_initializer(),
-                first_bias if i == 1 else setup.bias_initializer(),
+                first_kernel if i == 1 else eoc_keras.kernel_initializer(setup),
+                first_bias if i == 1 else eoc_keras.bias_initializer(setup),
                 i,
             )(x)
-            x = setup.activation_layer(name=f"act{i}")(x)
+            x = eoc_keras.activation_layer(setup, name=f"act{i}")(x)
         x = self._head(x)
         outputs = keras.layers.Dense(
             num_classes,
-            kernel_initializer=setup.kernel_initializer(),
-            bias_initializer=setup.bias_initializer(),
+            kernel_initializer=eoc_keras.kernel_initializer(setup),
+            bias_initializer=eoc_keras.bias_initializer(setup),
             name="logits",
         )(x)
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)

@@ -1,13 +1,8 @@
 import keras
 
 from kerasparse import layers as kslayers
-from kerasparse.layers._checks import check_choice, check_keep_ratio, check_number
-from kerasparse.models._common import (
-    activation_site,
-    check_input_shape,
-    check_positive_int,
-    serialize_initializer,
-)
+from kerasparse.models._common import activation_site, check_input_shape, serialize_initializer
+from kerasparse.validation import check_choice, check_keep_ratio, check_number, check_positive_int
 
 NORMS = ("rmsnorm", "batchnorm", "none")
 DATA_FORMATS = ("channels_last", "channels_first")
