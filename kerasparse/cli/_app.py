@@ -54,7 +54,9 @@ class UsageError(Exception):
 
 def fail(message, code=USAGE_ERROR):
     """Print ``Error: message`` on stderr and exit with ``code`` (2: usage error)."""
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # a message may hold [brackets]: kerasparse[ray], paths
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
