@@ -62,8 +62,9 @@ USAGE_EXIT = 2  # `kerasparse train` refused its input: a retry would fail the s
 RAY_INSTALL = "pip install 'kerasparse[ray]'"
 # Test hook (docs/training.md): "FAULT@CELL_GLOB[@ATTEMPTS]" entries separated by ";". FAULT is a
 # KERASPARSE_FAULT value (batch:E:S, checkpoint:E) given to the matching cells' train process,
-# or worker:E (Ray only: the Ray worker running the cell kills itself once the cell's epoch-E
-# checkpoint exists). ATTEMPTS: comma-separated attempt numbers, default 1 (the first attempt).
+# or "worker" (Ray only: the Ray worker running the cell kills itself once the cell's training
+# has started, i.e. written its config.json; the training process dies with it).
+# ATTEMPTS: comma-separated attempt numbers, default 1 (the first attempt only).
 FAULT_ENV = "KERASPARSE_SWEEP_FAULT"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -392,7 +393,7 @@ def execute_job(spec, control=None):
     ``spec`` (plain data, so that it can travel to a Ray worker): ``cells`` (Cell fields),
     ``backend``, ``attempt``, ``env`` (extra environment: threads, GPU), ``cores`` (CPU
     affinity or ""), ``cwd``, ``faults`` ({cell: KERASPARSE_FAULT value}), ``worker_faults``
-    ({cell: epoch}). ``control``: the local executor (it can interrupt the subprocesses).
+    (cells whose worker dies mid-run: a test hook). ``control``: the local executor (it can interrupt the subprocesses).
     """
     results = []
     for fields in spec["cells"]:
@@ -445,7 +446,7 @@ def _run_cell(cell, spec, control):
         if control is not None:
             control.register(cell.name, proc)
         try:
-            returncode = _wait(proc, cell, spec.get("worker_faults", {}).get(cell.name))
+            returncode = _wait(proc, cell, cell.name in spec.get("worker_faults", ()))
         finally:
             if control is not None:
                 control.unregister(cell.name)
@@ -454,13 +455,13 @@ def _run_cell(cell, spec, control):
             "command": [os.path.basename(sys.executable), *args]}
 
 
-def _wait(proc, cell, worker_fault_epoch):
+def _wait(proc, cell, worker_fault):
     interrupted = False
     while True:
         try:
-            return proc.wait(timeout=0.5)
+            return proc.wait(timeout=0.2 if worker_fault else 0.5)
         except subprocess.TimeoutExpired:
-            if worker_fault_epoch is not None and _checkpoint_epoch(cell.path) >= worker_fault_epoch:
+            if worker_fault and os.path.isfile(os.path.join(cell.path, "config.json")):
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: this worker dies mid-cell
         except KeyboardInterrupt:  # ray.cancel of this task (or Ctrl-C in this process)
             if interrupted:
@@ -468,11 +469,6 @@ def _wait(proc, cell, worker_fault_epoch):
             else:
                 interrupted = True
                 proc.send_signal(signal.SIGINT)  # train stops after this batch, resumable
-
-
-def _checkpoint_epoch(path):
-    latest = _read_json(os.path.join(path, "checkpoints", "latest.json"))
-    return latest.get("epoch", 0) if isinstance(latest, dict) else 0
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
@@ -925,8 +921,6 @@ def _parse_faults(text):
         pattern, _, attempts = rest.partition("@")
         try:
             numbers = {int(a) for a in attempts.split(",")} if attempts else {1}
-            if fault.startswith("worker:"):
-                int(fault.split(":", 1)[1])
         except ValueError:
             raise SweepError(f"{FAULT_ENV}: expected FAULT@CELL_GLOB[@ATTEMPTS]. "
                              f"Received: {part!r}") from None
@@ -1043,13 +1037,13 @@ class _Driver:
             "backend": self.plan.backend,
             "attempt": job.attempt,
             "cwd": os.getcwd(),
-            "faults": {}, "worker_faults": {},
+            "faults": {}, "worker_faults": [],
         }
         for fault, pattern, attempts in self.faults:
             for cell in job.cells:
                 if job.attempt in attempts and fnmatch.fnmatchcase(cell.name, pattern):
-                    if fault.startswith("worker:"):
-                        spec["worker_faults"][cell.name] = int(fault.split(":", 1)[1])
+                    if fault == "worker":
+                        spec["worker_faults"].append(cell.name)
                     else:
                         spec["faults"][cell.name] = fault
         where = self.ex.submit(job, spec)

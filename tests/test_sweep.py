@@ -15,6 +15,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from rich.console import Console
@@ -136,21 +137,20 @@ def test_rerun_skips_finished_cells_and_gives_the_same_table(local_sweep, preset
 
 
 def test_a_failing_cell_is_retried_once_then_marked_failed_and_resumed_by_a_rerun(
-        local_sweep, preset, tmp_path):
+        local_sweep, preset, tmp_path, monkeypatch):
     """Through the command line: the width=8 cell is SIGKILLed in epoch 2 on both attempts
     (the second attempt resumes from the epoch-1 checkpoint and is killed again); the sweep
     goes on, exits 1 naming the cell and the reason, and records it. A re-run resumes it."""
     out = tmp_path / "sweep"
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3",
-               KERASPARSE_SWEEP_FAULT="batch:2:1@width=8_*@1,2")
-    cmd = [sys.executable, "-m", "kerasparse.cli", "sweep", str(preset), "--grid", "width=8,16",
-           "--set", "lr=0.05", "--out", str(out), "--backend", BACKEND, "--workers", "2"]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    text = " ".join((first.stdout + first.stderr).split())
-    assert first.returncode == 1, text
+    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@width=8_*@1,2")
+    result = runner.invoke(app, ["sweep", str(preset), "--grid", "width=8,16", "--set", "lr=0.05",
+                                 "--out", str(out), "--backend", BACKEND, "--workers", "2"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
     assert "1 of 2 cells failed (width=8_seed=3407)" in text
     assert "width=8_seed=3407: failed (killed by SIGKILL); retrying, attempt 2 of 2" in text
     assert "Traceback" not in text
+    monkeypatch.delenv(sweep.FAULT_ENV)
     with open(out / "width=8_seed=3407.failed.json") as f:
         failed = json.load(f)
     assert failed["returncode"] == -9 and failed["error"] == "killed by SIGKILL"
@@ -289,6 +289,38 @@ def test_local_executor_pins_cells_to_gpus_or_cpu_threads(monkeypatch):
                for s in specs)
     assert sweep.LocalExecutor("jax", workers=1).threads is None  # one worker: whole machine
     assert sweep.thread_env(1, "jax")["XLA_FLAGS"].endswith(sweep.XLA_ONE_THREAD)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_training_process_dies_with_the_worker_that_started_it():
+    """A cell's process is started through sweep._LAUNCHER: if the thread or Ray worker waiting
+    on it is killed, the kernel kills it too (no orphan keeps training or holds the run lock)."""
+    worker_code = (
+        "import os, subprocess, sys, time\n"
+        "from kerasparse import sweep\n"
+        "child = subprocess.Popen([sys.executable, '-c', sweep._LAUNCHER, str(os.getpid()), '',"
+        " '-c', 'import time; time.sleep(120)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", worker_code], stdout=subprocess.PIPE, text=True)
+    child = int(worker.stdout.readline())
+    time.sleep(0.5)  # the launcher has exec'd the long-running command by now
+    assert _alive(child)
+    worker.kill()
+    worker.wait()
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the child outlived the worker that started it"
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_importing_kerasparse_sweep_imports_neither_keras_nor_ray():
@@ -475,10 +507,11 @@ def test_ray_gives_the_same_table_and_results_as_local(ray_instance, local_sweep
 @ray_only[1]
 def test_ray_retries_a_killed_cell_and_a_dead_worker(ray_instance, local_sweep, preset,
                                                      tmp_path, monkeypatch):
-    """width=8: its training process is SIGKILLed in epoch 2 (first attempt only); width=16:
-    the Ray worker running it dies after the epoch-1 checkpoint (its training process goes with
-    it). Both are retried, resume from their checkpoint and end as the uninterrupted cells."""
-    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@*width=8_*;worker:1@*width=16_*")
+    """width=8: its training process is SIGKILLed in epoch 2 (first attempt only): retried, it
+    resumes from the epoch-1 checkpoint. width=16: the Ray worker running it dies while the
+    cell trains; its training process must die with it (else the retry would find the run
+    locked), and the retry starts it again. Both end as the uninterrupted cells."""
+    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@*width=8_*;worker@*width=16_*")
     out = tmp_path / "ray-faults"
     table = sweep.run(preset, grid={"lr": [0.05], "width": [8, 16]}, out=out, backend=BACKEND,
                       executor="ray", progress=False)
@@ -488,8 +521,9 @@ def test_ray_retries_a_killed_cell_and_a_dead_worker(ray_instance, local_sweep, 
     assert "worker running it died" in crashed["attempts"][0]["error"]
     assert crashed["attempts"][1]["error"] is None
     _, local_out, _ = local_sweep
+    assert "--resume" in killed["attempts"][1]["command"]
+    assert {"--overwrite", "--resume"} & set(crashed["attempts"][1]["command"])
     for record in table.cells:
-        assert "--resume" in record["attempts"][1]["command"]
         reference = _history(local_out / record["cell"])
         resumed = _history(out / record["cell"])
         assert len(resumed) == len(reference) == 2
