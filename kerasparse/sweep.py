@@ -372,10 +372,11 @@ def train_args(cell, backend, state):
 # Runs the train command: PR_SET_PDEATHSIG makes the kernel kill the training process if the
 # thread (local executor) or Ray worker that waits on it dies, so a killed worker never leaves
 # an orphan holding the run's lock; then the CPU cores of this cell (local executor, CPU
-# only); then exec. A few lines of Python rather than preexec_fn, which is unsafe in a
-# threaded parent. Linux only; elsewhere it just execs.
+# only); it unblocks every signal (a Ray worker starts its children with SIGINT blocked, and
+# the mask survives exec: train would never see the driver's Ctrl-C); then exec. A few lines
+# of Python rather than preexec_fn, which is unsafe in a threaded parent.
 _LAUNCHER = """\
-import ctypes, os, sys
+import ctypes, os, signal, sys
 ppid, cores = int(sys.argv[1]), sys.argv[2]
 if sys.platform.startswith("linux"):
     ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -383,6 +384,8 @@ if sys.platform.startswith("linux"):
         os._exit(137)
     if cores:
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+if hasattr(signal, "pthread_sigmask"):
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 os.execv(sys.executable, [sys.executable] + sys.argv[3:])
 """
 
@@ -479,6 +482,8 @@ def error_line(log_path, offset, returncode):
     the last line of a traceback, else the last line of output."""
     if returncode in (0, 3):
         return None
+    if returncode == 130:
+        return "interrupted (exit 130); a re-run resumes it"
     if returncode is not None and returncode < 0:
         with_name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
         return f"killed by {with_name or f'signal {-returncode}'}"
@@ -489,7 +494,8 @@ def error_line(log_path, offset, returncode):
     except OSError:
         text = ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("=== attempt")]
+    lines = [line for line in lines  # not our header, not a rich table's rules
+             if not line.startswith("=== attempt") and not line[0] in "┌│└┏┃┗┡━─"]
     for pattern in (lambda s: s.startswith("Error:"), _EXCEPTION_LINE.match):
         for line in reversed(lines):
             if pattern(line):
@@ -1004,7 +1010,8 @@ class _Driver:
                     stopped = True
                     if self.console is not None:
                         self.console.print("Interrupted: the running cells stop after their "
-                                           "current batch (Ctrl-C again to stop them at once)")
+                                           "current batch (Ctrl-C again to stop them at once)",
+                                           soft_wrap=True)
                     self.ex.interrupt()
                 if self.sigints > 1 and not killed:
                     killed = True
@@ -1124,7 +1131,7 @@ class _Driver:
         records = [self.records[c.name] for c in self.plan.cells]
         counts = {}
         for record in records:
-            key = record["status"].split(" ")[0]
+            key = "skipped" if record["status"].startswith("skipped") else record["status"]
             counts[key] = counts.get(key, 0) + 1
         title = f"sweep {self.plan.out}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
         shown = records

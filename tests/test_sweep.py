@@ -12,9 +12,11 @@ import importlib.util
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -239,7 +241,8 @@ def test_error_line_names_why_a_cell_failed(tmp_path):
     assert sweep.error_line(str(log), 0, 1) == "ValueError: bad shape"
     assert sweep.error_line(str(log), 0, -9) == "killed by SIGKILL"
     assert sweep.error_line(str(log), 0, 3) is None  # diverged is a result, not an error
-    log.write_text("something odd\n")
+    assert sweep.error_line(str(log), 0, 130).startswith("interrupted")
+    log.write_text("something odd\n│ wall time │ 1 s │\n└────┘\n")
     assert sweep.error_line(str(log), 0, 7) == "something odd"
 
 
@@ -533,6 +536,47 @@ def test_ray_retries_a_killed_cell_and_a_dead_worker(ray_instance, local_sweep, 
     leftover = subprocess.run(["pgrep", "-f", f"--out {out}|--resume {out}"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "a training process outlived its Ray worker"
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_ctrl_c_stops_the_running_cells_after_their_batch(executor, request, preset, tmp_path):
+    """SIGINT to the driver: the running cell gets one SIGINT (on Ray through the task's
+    cancellation: Ray starts its workers' children with SIGINT blocked, the launcher unblocks
+    it), stops after its batch with status interrupted and a checkpoint; the queued cell is
+    not started; run() reports interrupted."""
+    if executor == "ray":
+        if not HAVE_RAY:
+            pytest.skip("ray is not installed (pip install 'kerasparse[ray]')")
+        if BACKEND != "jax":
+            pytest.skip(RAY_ONLY_ON_JAX)
+        request.getfixturevalue("ray_instance")
+    out = tmp_path / "sweep"
+    first = out / "width=8_seed=3407"
+
+    finished = threading.Event()
+
+    def interrupt_when_training():
+        while not finished.is_set() and sweep._epochs_done(str(first)) < 2:
+            time.sleep(0.2)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)  # sweep.run's handler is installed by now
+
+    timer = threading.Thread(target=interrupt_when_training, daemon=True)
+    timer.start()
+    try:
+        table = sweep.run(preset, grid={"width": [8, 16]}, sets={"epochs": 500}, out=out,
+                          backend=BACKEND, executor=executor, workers=1, progress=False)
+    finally:
+        finished.set()
+    timer.join(timeout=5)
+    assert table.interrupted
+    assert [c["status"] for c in table.cells] == ["interrupted", "not run"]
+    s = _summary(first)
+    assert s["status"] == "interrupted" and 2 <= s["epochs_done"] < 500
+    assert (first / "checkpoints" / "latest.json").exists()
+    assert "Interrupted" in (out / "logs" / "width=8_seed=3407.log").read_text()
+    assert not (out / "width=16_seed=3407").exists()
+    assert not list(out.glob("*.failed.json"))
 
 
 @ray_only[0]
