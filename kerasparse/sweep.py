@@ -903,10 +903,10 @@ def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
             _write_plan(the_plan, ex)
             driver = _Driver(the_plan, ex, retries, faults, console if progress else None)
             records, interrupted = driver.run()
+            rows = aggregate(the_plan)
+            write_table(the_plan.out, rows)
     finally:
         ex.close()
-    rows = aggregate(the_plan)
-    write_table(the_plan.out, rows)
     table = SweepTable(rows, the_plan.out, records, interrupted)
     if progress:
         print_table(rows, the_plan.out, console)
