@@ -56,6 +56,7 @@ from kerasparse import report, rundir
 
 EXECUTORS = ("local", "ray")
 FINISHED = ("completed", "diverged")  # a re-run skips these cells
+MAX_CELLS = 100_000  # a bigger grid is a typo (--seeds 1000000), not an experiment
 PLAN_FILE = "sweep-plan.json"
 LOGS = "logs"
 USAGE_EXIT = 2  # `kerasparse train` refused its input: a retry would fail the same way
@@ -198,6 +199,9 @@ def plan(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None):
         out = os.path.join("runs", f"sweep-{stem}")
     out = os.path.abspath(os.fspath(out))
     keys = list(grid)
+    count = math.prod(len(v) for v in grid.values()) * len(seed_list)
+    if count > MAX_CELLS:
+        raise SweepError(f"this sweep has {count} cells; at most {MAX_CELLS} are allowed")
     cells = []
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
@@ -223,8 +227,8 @@ def _seed_list(seeds, base):
     if isinstance(seeds, bool) or not isinstance(seeds, int | list | tuple | range):
         raise SweepError(f"seeds must be a count or a list of seeds. Received: seeds={seeds!r}")
     if isinstance(seeds, int):
-        if seeds < 1:
-            raise SweepError(f"--seeds must be at least 1. Received: seeds={seeds}")
+        if not 1 <= seeds <= MAX_CELLS:
+            raise SweepError(f"--seeds must be in [1, {MAX_CELLS}]. Received: seeds={seeds}")
         seeds = [base + i for i in range(seeds)]
     seeds = [ks_config.validate({"seed": s}, source="seeds")["seed"] for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -557,6 +561,9 @@ class LocalExecutor:
         cores = _usable_cores()
         self.threads = None
         self.cores = {}
+        if cpus_per_cell is not None and cpus_per_cell > len(cores):
+            raise SweepError(f"--cpus-per-cell {cpus_per_cell:g} is more than the {len(cores)} "
+                             "CPU cores this process may use")
         if not self.gpus:
             if cpus_per_cell is not None:
                 self.threads = max(1, math.ceil(cpus_per_cell))
@@ -566,7 +573,7 @@ class LocalExecutor:
                 for slot in range(self.workers):
                     chunk = cores[slot * self.threads:(slot + 1) * self.threads]
                     self.cores[slot] = ",".join(map(str, chunk))
-        self.free = list(range(self.workers))
+        self.used = set()  # slot ids of the running jobs (slot -> GPU or cores)
         self.pool = None
         self.running = {}
         self.procs = {}
@@ -584,13 +591,14 @@ class LocalExecutor:
         return f"local, {self.workers} at a time on the CPU{threads}"
 
     def slots(self):
-        return len(self.free)
+        return self.workers - len(self.used)
 
     def busy(self):
         return bool(self.running)
 
     def submit(self, job, spec):
-        slot = self.free.pop(0)
+        slot = min(set(range(len(self.used) + 1)) - self.used)
+        self.used.add(slot)
         env, where = {}, "CPU"
         if self.gpus:
             gpu = self.gpus[slot % len(self.gpus)]
@@ -618,8 +626,7 @@ class LocalExecutor:
         finished = []
         for future in done:
             job, slot = self.running.pop(future)
-            self.free.append(slot)
-            self.free.sort()
+            self.used.discard(slot)
             try:
                 finished.append((job, future.result(), None))
             except Exception as exc:  # a bug or an OS error in the thread: the job failed

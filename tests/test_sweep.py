@@ -291,6 +291,7 @@ def test_local_executor_pins_cells_to_gpus_or_cpu_threads(monkeypatch):
     assert all(s["env"]["OMP_NUM_THREADS"] == "2" and s["env"]["TF_NUM_INTRAOP_THREADS"] == "2"
                for s in specs)
     assert sweep.LocalExecutor("jax", workers=1).threads is None  # one worker: whole machine
+    assert sweep.LocalExecutor("jax", workers=2**63 - 1).slots() == 2**63 - 1  # no slot list
     assert sweep.thread_env(1, "jax")["XLA_FLAGS"].endswith(sweep.XLA_ONE_THREAD)
 
 
@@ -368,6 +369,10 @@ SWEEP_CASES = [
     ("gpus-per-cell-on-local", ["--gpus-per-cell", "1"], "--gpus-per-cell is for --executor ray"),
     ("address-on-local", ["--address", "127.0.0.1:1"], "--address is for --executor ray"),
     ("retries-negative", ["--retries", "-1"], "retries must be a whole number >= 0"),
+    ("cpus-per-cell-above-the-machine", ["--cpus-per-cell", "1e9"], "is more than the"),
+    ("seeds-huge", ["--seeds", "9223372036854775807"], "--seeds must be in [1, 100000]"),
+    ("cells-too-many", ["--grid", "lr=" + ",".join(f"0.{i:03d}1" for i in range(1000)),
+                        "--seeds", "101"], "this sweep has 101000 cells; at most 100000"),
     ("executor-unknown", ["--executor", "slurm"], "'slurm' is not one of"),
 ]
 
