@@ -1,5 +1,5 @@
 """`kerasparse train` end to end on the embedded dataset: results, exact resume after SIGKILL,
-divergence, Ctrl-C, the lock, reproducibility, report and sweep.
+divergence, Ctrl-C, the lock, reproducibility and report (sweeps: tests/test_sweep.py).
 
 Runs go through the real command line in subprocesses (the way users and sweeps run it), on
 the backend of this pytest process. Resumed histories must match within rel 1e-5 everywhere,
@@ -231,30 +231,6 @@ def test_report_and_overwrite(reference_run, tmp_path):
     (out / "old.txt").write_text("old")
     train(*TINY, "--epochs", "1", "--out", str(out), "--overwrite")
     assert not (out / "old.txt").exists() and summary(out)["status"] == "completed"
-
-
-def test_sweep_runs_cells_skips_finished_and_aggregates(tmp_path):
-    preset = tmp_path / "tiny.toml"
-    preset.write_text(
-        'model = "wrn16-1"\ndataset = "embedded"\nepochs = 1\nbatch_size = 32\n'
-        "train_examples = 32\ntest_examples = 32\nmonitor_batch = 16\ncontroller = \"constant\"\n"
-    )
-    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "kerasparse.cli", "sweep", str(preset), "--grid",
-           "keep_ratio=0.5,1.0", "--out", str(tmp_path / "sweep"), "--backend", BACKEND]
-    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert first.returncode == 0, first.stdout + first.stderr
-    with open(tmp_path / "sweep" / "sweep.json") as f:
-        rows = json.load(f)
-    assert [r["keep_ratio"] for r in rows] == [0.5, 1.0]
-    assert all(r["completed"] == 1 for r in rows)
-    for r in rows:
-        cell = tmp_path / "sweep" / f"keep_ratio={r['keep_ratio']}_seed=3407"
-        assert r["median_best_test_accuracy"] == pytest.approx(
-            summary(cell)["best_test_accuracy"])
-        assert r["measured_sparsity"] == pytest.approx(1 - float(history(cell)[-1]["nz"]))
-    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert second.returncode == 0 and second.stdout.count("skipped") == 2
 
 
 def test_eoc_models_get_their_input_variance_without_a_config_value():

@@ -1,0 +1,1238 @@
+"""Sweeps: a grid of training runs on this machine or on a Ray cluster, then one table.
+
+``kerasparse sweep`` is a thin command line over :func:`run`, which a notebook or a user's own
+scheduler can call too::
+
+    from kerasparse import sweep
+    table = sweep.run("configs/dent-tanner2026-dnn-mnist-q3.toml",
+                      grid={"sparsity": [0.8, 0.85], "v_prime": [0.5, 0.7]}, seeds=3,
+                      out="runs/table1", executor="local", workers=2)
+    table[0]["median_best_test_accuracy"]
+
+Terms:
+
+- a **cell** is one training run (a grid point and a seed). It is ``kerasparse train`` in a
+  subprocess writing its own run directory ``<out>/<cell name>``, exactly what a researcher
+  would run by hand, so every cell has its history, summary, checkpoints and plots, and resumes
+  like any run;
+- a **job** is what an executor runs: a list of cells (one cell today; packed training will put
+  several cells in one process). :func:`execute_job` runs a job wherever it lands;
+- an **executor** places jobs: ``local`` runs up to ``workers`` jobs at a time, each in a thread
+  that waits on its subprocess (one GPU per cell where there are several, else a share of the
+  CPU cores); ``ray`` makes each job a Ray task with ``cpus_per_cell`` / ``gpus_per_cell``
+  (a local Ray instance, or a cluster with ``address`` / RAY_ADDRESS).
+
+The driver (:func:`run`) validates everything first (every cell's full configuration, model and
+dataset names, the sweep folder, the executor's options; nothing is written on bad input),
+skips finished cells, resumes interrupted ones, retries a failed cell once (from its checkpoint)
+and then records it as failed in ``<out>/<cell>.failed.json``, shows a live table, and finally
+aggregates ``sweep.csv`` / ``sweep.json`` from the run directories alone, so the table does not
+depend on the executor. See docs/training.md ("Sweeps").
+
+Neither Keras nor Ray is imported when this module is imported.
+"""
+
+import concurrent.futures
+import dataclasses
+import fnmatch
+import importlib.util
+import io
+import itertools
+import json
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+
+from kerasparse import config as ks_config
+from kerasparse import report, rundir
+
+EXECUTORS = ("local", "ray")
+FINISHED = ("completed", "diverged")  # a re-run skips these cells
+MAX_CELLS = 100_000  # a bigger grid is a typo (--seeds 1000000), not an experiment
+PLAN_FILE = "sweep-plan.json"
+LOGS = "logs"
+USAGE_EXIT = 2  # `kerasparse train` refused its input: a retry would fail the same way
+RAY_INSTALL = "pip install 'kerasparse[ray]'"
+# Test hook (docs/training.md): "FAULT@CELL_GLOB[@ATTEMPTS]" entries separated by ";". FAULT is a
+# KERASPARSE_FAULT value (batch:E:S, checkpoint:E) given to the matching cells' train process,
+# or "worker" (Ray only: the Ray worker running the cell kills itself once the cell's training
+# has started, i.e. written its config.json; the training process dies with it).
+# ATTEMPTS: comma-separated attempt numbers, default 1 (the first attempt only).
+FAULT_ENV = "KERASPARSE_SWEEP_FAULT"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+# Cells that share a GPU must not each grab most of its memory up front.
+SHARED_GPU_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+class SweepError(ks_config.ConfigError):
+    """Bad sweep input: one line, raised before anything is written (the CLI exits with 2)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: cells, each with its full, validated configuration
+
+
+@dataclasses.dataclass
+class Cell:
+    name: str
+    point: dict  # the grid values of this cell
+    seed: int
+    path: str  # its run directory
+    config: dict  # the full resolved configuration (what its config.json will hold)
+
+
+@dataclasses.dataclass
+class Job:
+    """A unit of work for an executor: cells that run together (one cell, or a pack)."""
+
+    cells: list
+    attempt: int = 1
+
+
+@dataclasses.dataclass
+class Plan:
+    preset: object
+    grid: dict
+    seeds: list
+    sets: dict
+    backend: str
+    out: str
+    cells: list
+
+    @property
+    def keys(self):
+        return list(self.grid)
+
+
+def parse_grid(specs):
+    """``["sparsity=0.8,0.85", "q_star=1,3"]`` -> ``{"sparsity": [0.8, 0.85], "q_star": [1.0, 3.0]}``.
+
+    A key given twice and a value listed twice are refused; every value is validated."""
+    grid = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise SweepError(f"--grid expects key=v1,v2,... Received: {spec!r}")
+        key, raw = (part.strip() for part in spec.split("=", 1))
+        if key in grid:
+            raise SweepError(
+                f"--grid {key} is given twice; list all its values in one option, e.g. "
+                f"--grid {key}=v1,v2. Received: {spec!r}"
+            )
+        grid[key] = [ks_config.parse_scalar(v.strip()) for v in raw.split(",") if v.strip()]
+        if not grid[key]:
+            raise SweepError(f"--grid {key} has no values. Received: {spec!r}")
+    return check_grid(grid)
+
+
+def check_grid(grid):
+    """Validate a ``{key: [values]}`` grid (keys, types, ranges, duplicates); coerced copy."""
+    if not isinstance(grid, dict):
+        raise SweepError(f"grid must be a dict of key: [values]. Received: grid={grid!r}")
+    checked = {}
+    for key, values in grid.items():
+        if key == "seed":
+            raise SweepError("use --seeds N (seeds=...) for seeds, not --grid seed=...")
+        if isinstance(values, str) or not hasattr(values, "__iter__"):
+            values = [values]
+        values = list(values)
+        if not values:
+            raise SweepError(f"--grid {key} has no values")
+        coerced = [ks_config.validate({key: v}, source="--grid")[key] for v in values]
+        for i, value in enumerate(coerced):
+            if value in coerced[:i]:
+                raise SweepError(
+                    f"--grid {key} lists {value!r} twice; each value once. "
+                    f"Received: {key}={','.join(map(str, values))}"
+                )
+        checked[key] = coerced
+    return checked
+
+
+def _parse_sets(sets):
+    if sets is None:
+        return {}
+    if isinstance(sets, dict):
+        return ks_config.validate(sets, source="--set")
+    values = {}
+    for item in sets:
+        key, value = ks_config.parse_assignment(item)
+        values.update(ks_config.validate({key: value}, source="--set"))
+    return values
+
+
+def cell_name(point, seed):
+    """``sparsity=0.8_v_prime=0.5_seed=3407``: the cell's directory name under --out."""
+    parts = [f"{k}={v}" for k, v in point.items()] + [f"seed={seed}"]
+    return "_".join(parts).replace("/", "-").replace(os.sep, "-")
+
+
+def plan(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None):
+    """Validate a sweep and list its cells; writes nothing. Raises SweepError / ConfigError.
+
+    ``grid``: ``{key: [values]}`` or CLI-style ``["key=v1,v2", ...]``; ``seeds``: a count N
+    (the configured seed, +1, ... +N-1) or a list of seeds; ``sets``: ``{key: value}`` or
+    ``["key=value", ...]`` applied to every cell.
+    """
+    if grid is None:
+        grid = {}
+    grid = parse_grid(grid) if isinstance(grid, list | tuple) else check_grid(grid)
+    overrides = _parse_sets(sets)
+    clash = [k for k in grid if k in overrides]
+    if clash:
+        raise SweepError(f"{clash[0]} is both swept (--grid) and fixed (--set); give it once")
+    backend = _resolve_backend(backend)
+    preset_values = ks_config.load_toml(preset) if preset is not None else {}
+    base = ks_config.resolve(overrides={**preset_values, **overrides})
+    seed_list = _seed_list(seeds, base["seed"])
+    if out is None:
+        stem = os.path.splitext(os.path.basename(str(preset)))[0] if preset else "defaults"
+        out = os.path.join("runs", f"sweep-{stem}")
+    out = os.path.abspath(os.fspath(out))
+    keys = list(grid)
+    count = math.prod(len(v) for v in grid.values()) * len(seed_list)
+    if count > MAX_CELLS:
+        raise SweepError(f"this sweep has {count} cells; at most {MAX_CELLS} are allowed")
+    cells = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        for seed in seed_list:
+            name = cell_name(point, seed)
+            try:
+                config = ks_config.resolve(
+                    overrides={**preset_values, **overrides, **point, "seed": seed})
+            except ks_config.ConfigError as exc:
+                raise SweepError(f"cell {name}: {exc}") from None
+            cells.append(Cell(name, point, seed, os.path.join(out, name), config))
+    names = [c.name for c in cells]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SweepError(f"two cells would share the directory {name!r}; "
+                             "make the grid values distinct")
+    _check_names(cells, backend)
+    _check_out(out, cells, backend)
+    return Plan(preset, grid, seed_list, overrides, backend, out, cells)
+
+
+def _seed_list(seeds, base):
+    if isinstance(seeds, bool) or not isinstance(seeds, int | list | tuple | range):
+        raise SweepError(f"seeds must be a count or a list of seeds. Received: seeds={seeds!r}")
+    if isinstance(seeds, int):
+        if not 1 <= seeds <= MAX_CELLS:
+            raise SweepError(f"--seeds must be in [1, {MAX_CELLS}]. Received: seeds={seeds}")
+        seeds = [base + i for i in range(seeds)]
+    seeds = [ks_config.validate({"seed": s}, source="seeds")["seed"] for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SweepError(f"seeds must be distinct and not empty. Received: seeds={seeds}")
+    return seeds
+
+
+def _resolve_backend(backend):
+    from kerasparse.cli._app import UsageError, resolve_backend
+
+    try:
+        return resolve_backend(backend)
+    except UsageError as exc:
+        raise SweepError(str(exc)) from None
+
+
+def _check_names(cells, backend):
+    """Model, dataset and activation names of every cell: the same check as `kerasparse train`
+    (kerasparse.cli.train_cmd), before anything is written. It needs the registries, hence
+    Keras: imported here with the sweep's backend unless a Keras is already loaded."""
+    from kerasparse.cli import train_cmd
+    from kerasparse.cli._app import UsageError, use_backend
+
+    if "keras" not in sys.modules:
+        use_backend(backend)
+    seen = set()
+    for cell in cells:
+        key = (cell.config["model"], cell.config["dataset"], cell.config["activation"])
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            train_cmd._check_names(cell.config)
+        except UsageError as exc:
+            where = f"cell {cell.name}: " if len(cells) > 1 else ""
+            raise SweepError(where + str(exc)) from None
+
+
+def _leftovers_only(names):
+    return all(n == ".lock" or n.startswith(".tmp-") for n in names)
+
+
+def _check_out(out, cells, backend):
+    """--out must be a new folder, or a sweep folder whose cells match this sweep."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SweepError(f"--out {out!r} exists and is not a directory")
+    parent = out
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise SweepError(f"--out {out!r} cannot be created: {parent!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SweepError(f"--out {out!r} cannot be written: no write permission on {parent!r}")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    entries = set(os.listdir(out))
+    names = {c.name for c in cells}
+    ours = names | {n + ".failed.json" for n in names} | {
+        LOGS, ".lock", PLAN_FILE, "sweep.csv", "sweep.json"}
+    if PLAN_FILE not in entries and "sweep.json" not in entries and not entries <= ours:
+        raise SweepError(
+            f"--out {out!r} is not empty and is not a kerasparse sweep folder (no {PLAN_FILE}); "
+            "choose a new folder"
+        )
+    for cell in cells:
+        if not os.path.exists(cell.path):
+            continue
+        if not os.path.isdir(cell.path):
+            raise SweepError(f"cell {cell.path!r} exists and is not a directory")
+        config_path = os.path.join(cell.path, "config.json")
+        if not os.path.exists(config_path):
+            if not _leftovers_only(os.listdir(cell.path)):
+                raise SweepError(
+                    f"{cell.path!r} exists and is not a kerasparse run (no config.json); "
+                    "move it away or choose another --out"
+                )
+            continue
+        try:
+            saved = rundir.read_json(config_path)
+        except (OSError, ValueError) as exc:
+            raise SweepError(f"cannot read {config_path!r}: {exc}") from None
+        if not isinstance(saved, dict):
+            raise SweepError(f"{config_path!r} is not a kerasparse run configuration")
+        if saved.get("backend", backend) != backend:
+            raise SweepError(
+                f"{cell.path!r} was trained on {saved['backend']!r}, this sweep runs "
+                f"{backend!r}; pass --backend {saved['backend']} or choose another --out"
+            )
+        for key, value in cell.config.items():
+            if key in saved and saved[key] != value:
+                raise SweepError(
+                    f"{cell.path!r} holds a run with {key}={saved[key]!r}, this sweep asks for "
+                    f"{key}={value!r}; choose another --out (or move that cell away)"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# One cell on whatever machine runs it
+
+
+def cell_state(path):
+    """completed / diverged (finished: skipped), resumable (has a checkpoint), started
+    (config.json, no checkpoint), new."""
+    summary = _read_json(os.path.join(path, "summary.json"))
+    if isinstance(summary, dict) and summary.get("status") in FINISHED:
+        return summary["status"]
+    if os.path.isfile(os.path.join(path, "checkpoints", "latest.json")):
+        return "resumable"
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return "started"
+    return "new"
+
+
+def _read_json(path):
+    try:
+        return rundir.read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _toml(value):
+    """A config value as a TOML scalar for ``--set key=value``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    return repr(value)
+
+
+def train_args(cell, backend, state):
+    """``-m kerasparse.cli train ...`` for this cell: resume it from its checkpoint, or start
+    it with its full configuration (so no preset file needs to reach the workers)."""
+    args = ["-m", "kerasparse.cli", "train", "--backend", backend]
+    if state == "resumable":
+        return args + ["--resume", cell.path]
+    args += ["--out", cell.path]
+    if state == "started":  # a kerasparse run killed before its first checkpoint
+        args.append("--overwrite")
+    for key, value in cell.config.items():
+        if value != ks_config.FIELDS[key].default:
+            args += ["--set", f"{key}={_toml(value)}"]
+    return args
+
+
+# Runs the train command: PR_SET_PDEATHSIG makes the kernel kill the training process if the
+# thread (local executor) or Ray worker that waits on it dies, so a killed worker never leaves
+# an orphan holding the run's lock; then the CPU cores of this cell (local executor, CPU
+# only); it unblocks every signal (a Ray worker starts its children with SIGINT blocked, and
+# the mask survives exec: train would never see the driver's Ctrl-C); then exec. A few lines
+# of Python rather than preexec_fn, which is unsafe in a threaded parent.
+_LAUNCHER = """\
+import ctypes, os, signal, sys
+ppid, cores = int(sys.argv[1]), sys.argv[2]
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != ppid:
+        os._exit(137)
+    if cores:
+        os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
+if hasattr(signal, "pthread_sigmask"):
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+os.execv(sys.executable, [sys.executable] + sys.argv[3:])
+"""
+
+
+def execute_job(spec, control=None):
+    """Run the cells of one job one after another on this machine; one result dict per cell.
+
+    ``spec`` (plain data, so that it can travel to a Ray worker): ``cells`` (Cell fields),
+    ``backend``, ``attempt``, ``env`` (extra environment: threads, GPU), ``cores`` (CPU
+    affinity or ""), ``cwd``, ``faults`` ({cell: KERASPARSE_FAULT value}), ``worker_faults``
+    (cells whose worker dies mid-run: a test hook). ``control``: the local executor (it can interrupt the subprocesses).
+    """
+    results = []
+    for fields in spec["cells"]:
+        cell = Cell(**fields)
+        if control is not None and control.stopping.is_set():
+            results.append({"cell": cell.name, "returncode": None, "error": "not started",
+                            "host": platform.node()})
+            continue
+        results.append(_run_cell(cell, spec, control))
+    return results
+
+
+def _run_cell(cell, spec, control):
+    started = time.time()
+    state = cell_state(cell.path)
+    base = {"cell": cell.name, "attempt": spec["attempt"], "host": platform.node(),
+            "started": started}
+    if state in FINISHED:
+        return {**base, "returncode": 0, "error": None, "finished": started, "command": None}
+    if os.path.isdir(cell.path) and _leftovers_only(os.listdir(cell.path)):
+        # A run killed before it wrote config.json: only its lock file / temporaries are left.
+        for name in os.listdir(cell.path):
+            os.unlink(os.path.join(cell.path, name))
+    args = train_args(cell, spec["backend"], state)
+    env = dict(os.environ)
+    for name in ("KERASPARSE_FAULT", FAULT_ENV):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for key, value in spec["env"].items():
+        if key in THREAD_VARS and key in os.environ:
+            continue  # the user's own thread setting wins
+        env[key] = value
+    if cell.name in spec["faults"]:
+        env["KERASPARSE_FAULT"] = spec["faults"][cell.name]
+    log_path = os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    cwd = spec.get("cwd")
+    with open(log_path, "ab") as log:
+        offset = log.tell()
+        log.write(f"=== attempt {spec['attempt']} on {platform.node()} at "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}: python {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(os.getpid()), spec.get("cores", ""), *args],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            cwd=cwd if cwd and os.path.isdir(cwd) else None,
+            start_new_session=True,  # Ctrl-C reaches the driver only; it forwards one SIGINT
+        )
+        if control is not None:
+            control.register(cell.name, proc)
+        try:
+            returncode = _wait(proc, cell, cell.name in spec.get("worker_faults", ()))
+        finally:
+            if control is not None:
+                control.unregister(cell.name)
+    return {**base, "returncode": returncode, "finished": time.time(),
+            "error": error_line(log_path, offset, returncode),
+            "command": [os.path.basename(sys.executable), *args]}
+
+
+def _wait(proc, cell, worker_fault):
+    interrupted = False
+    while True:
+        try:
+            return proc.wait(timeout=0.2 if worker_fault else 0.5)
+        except subprocess.TimeoutExpired:
+            if worker_fault and os.path.isfile(os.path.join(cell.path, "config.json")):
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: this worker dies mid-cell
+        except KeyboardInterrupt:  # ray.cancel of this task (or Ctrl-C in this process)
+            if interrupted:
+                proc.kill()
+            else:
+                interrupted = True
+                proc.send_signal(signal.SIGINT)  # train stops after this batch, resumable
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+
+
+def error_line(log_path, offset, returncode):
+    """Why an attempt failed, in one line: a signal, the `Error: ...` line of a usage error,
+    the last line of a traceback, else the last line of output."""
+    if returncode in (0, 3):
+        return None
+    if returncode == 130:
+        return "interrupted (exit 130); a re-run resumes it"
+    if returncode is not None and returncode < 0:
+        with_name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
+        return f"killed by {with_name or f'signal {-returncode}'}"
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(offset, os.path.getsize(log_path) - 65536))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines  # not our header, not a rich table's rules
+             if not line.startswith("=== attempt") and not line[0] in "┌│└┏┃┗┡━─"]
+    for pattern in (lambda s: s.startswith("Error:"), _EXCEPTION_LINE.match):
+        for line in reversed(lines):
+            if pattern(line):
+                return line
+    return lines[-1] if lines else f"exit code {returncode}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Executors
+
+
+def visible_gpus(environ=None):
+    """GPU ids for CUDA_VISIBLE_DEVICES, without importing a backend: the ones listed in
+    CUDA_VISIBLE_DEVICES if it is set, else the GPUs ``nvidia-smi -L`` lists (none if absent)."""
+    environ = os.environ if environ is None else environ
+    listed = environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = [part.strip() for part in listed.split(",") if part.strip()]
+        return [] if not ids or ids[0].startswith("-") else ids
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if result.returncode != 0:
+        return []
+    return [str(i) for i, line in enumerate(
+        line for line in result.stdout.splitlines() if line.startswith("GPU "))]
+
+
+def thread_env(threads, backend):
+    """Environment that keeps a cell to ``threads`` CPU threads (OpenMP / MKL / OpenBLAS for
+    torch and NumPy, TensorFlow's intra/inter-op pools, XLA's Eigen pool on JAX at 1)."""
+    env = {name: str(threads) for name in THREAD_VARS}
+    if backend == "jax" and threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            env["XLA_FLAGS"] = (flags + " " + XLA_ONE_THREAD).strip()
+    return env
+
+
+def _usable_cores():
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+class LocalExecutor:
+    """Up to ``workers`` cells at a time on this machine, each a subprocess waited on by a
+    thread. With GPUs: one GPU per cell (CUDA_VISIBLE_DEVICES, least-used first; several
+    cells per GPU only if workers > GPUs). Without: each cell gets ``cpus_per_cell`` threads
+    (default: the cores divided by workers; unlimited with one worker) on cores of its own."""
+
+    name = "local"
+
+    def __init__(self, backend, workers=None, cpus_per_cell=None):
+        self.backend = backend
+        self.gpus = visible_gpus()
+        self.workers = workers or max(1, len(self.gpus))
+        cores = _usable_cores()
+        self.threads = None
+        self.cores = {}
+        if cpus_per_cell is not None and cpus_per_cell > len(cores):
+            raise SweepError(f"--cpus-per-cell {cpus_per_cell:g} is more than the {len(cores)} "
+                             "CPU cores this process may use")
+        if not self.gpus:
+            if cpus_per_cell is not None:
+                self.threads = max(1, math.ceil(cpus_per_cell))
+            elif self.workers > 1:
+                self.threads = max(1, len(cores) // self.workers)
+            if self.threads and self.threads * self.workers <= len(cores):
+                for slot in range(self.workers):
+                    chunk = cores[slot * self.threads:(slot + 1) * self.threads]
+                    self.cores[slot] = ",".join(map(str, chunk))
+        self.used = set()  # slot ids of the running jobs (slot -> GPU or cores)
+        self.pool = None
+        self.running = {}
+        self.procs = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def start(self):
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="kerasparse-sweep")
+
+    def describe(self):
+        if self.gpus:
+            return f"local, {self.workers} at a time on GPUs {','.join(self.gpus)}"
+        threads = f", {self.threads} thread(s) each" if self.threads else ""
+        return f"local, {self.workers} at a time on the CPU{threads}"
+
+    def slots(self):
+        return self.workers - len(self.used)
+
+    def busy(self):
+        return bool(self.running)
+
+    def submit(self, job, spec):
+        slot = min(set(range(len(self.used) + 1)) - self.used)
+        self.used.add(slot)
+        env, where = {}, "CPU"
+        if self.gpus:
+            gpu = self.gpus[slot % len(self.gpus)]
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+            where = f"GPU {gpu}"
+            if self.workers > len(self.gpus):
+                env.update(SHARED_GPU_ENV)
+        elif self.threads:
+            env.update(thread_env(self.threads, self.backend))
+            if slot in self.cores:
+                where = f"CPU {self.cores[slot]}"
+        spec = {**spec, "env": env, "cores": self.cores.get(slot, "")}
+        future = self.pool.submit(execute_job, spec, self)
+        self.running[future] = (job, slot)
+        return where
+
+    def has_started(self, job):
+        return True
+
+    def wait(self, timeout):
+        if not self.running:
+            return []
+        done, _ = concurrent.futures.wait(
+            list(self.running), timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
+        finished = []
+        for future in done:
+            job, slot = self.running.pop(future)
+            self.used.discard(slot)
+            try:
+                finished.append((job, future.result(), None))
+            except Exception as exc:  # a bug or an OS error in the thread: the job failed
+                finished.append((job, None, exc))
+        return finished
+
+    def register(self, name, proc):
+        with self.lock:
+            self.procs[name] = proc
+            if self.stopping.is_set():
+                proc.send_signal(signal.SIGINT)
+
+    def unregister(self, name):
+        with self.lock:
+            self.procs.pop(name, None)
+
+    def interrupt(self):
+        with self.lock:
+            self.stopping.set()
+            for proc in self.procs.values():
+                proc.send_signal(signal.SIGINT)
+
+    def kill(self):
+        with self.lock:
+            for proc in self.procs.values():
+                proc.kill()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
+class RayExecutor:
+    """Each job a Ray task (``num_cpus=cpus_per_cell``, ``num_gpus=gpus_per_cell``) that runs
+    :func:`execute_job` on the node Ray picks; Ray sets CUDA_VISIBLE_DEVICES. Ray's own task
+    retries are off (``max_retries=0``): the driver retries a failed cell itself, once, the
+    same way for both executors. Starts a local Ray instance unless ``address`` (or
+    RAY_ADDRESS) names a cluster, or Ray is already initialised in this process."""
+
+    name = "ray"
+
+    def __init__(self, backend, workers=None, cpus_per_cell=None, gpus_per_cell=None,
+                 address=None):
+        self.backend = backend
+        self.workers = workers
+        self.cpus = 1.0 if cpus_per_cell is None else float(cpus_per_cell)
+        self.gpus = gpus_per_cell
+        self.address = address
+        self.owned = False
+        self.refs = {}
+        self.remote = None
+
+    def start(self):
+        import ray
+
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        if address:
+            check_ray_address(address)
+        if not ray.is_initialized():
+            options = dict(include_dashboard=False, log_to_driver=False,
+                           logging_level="warning")
+            if not address:
+                options["object_store_memory"] = 100 * 2**20  # only small results travel
+            try:
+                ray.init(address=address, **options)
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError, ...
+                where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+                raise SweepError(f"cannot start or join {where}: {_first_line(exc)}") from None
+            self.owned = True
+        try:
+            self._check_resources(ray)
+        except SweepError:
+            self.close()
+            raise
+        self.remote = ray.remote(execute_job).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0, retry_exceptions=False)
+
+    def _check_resources(self, ray):
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        max_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        max_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        if self.gpus is None:
+            self.gpus = 1.0 if max_gpus >= 1 else 0.0
+        if self.gpus > max_gpus:
+            raise SweepError(
+                f"--gpus-per-cell {self.gpus:g} is more than any node of the Ray cluster has "
+                f"(at most {max_gpus:g} GPUs on a node)"
+            )
+        if self.cpus > max_cpus:
+            raise SweepError(
+                f"--cpus-per-cell {self.cpus:g} is more than any node of the Ray cluster has "
+                f"(at most {max_cpus:g} CPUs on a node)"
+            )
+
+    def describe(self):
+        import ray
+
+        total = ray.cluster_resources()
+        return (f"ray, {len([n for n in ray.nodes() if n.get('Alive')])} node(s), "
+                f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; per cell "
+                f"{self.cpus:g} CPU, {self.gpus:g} GPU")
+
+    def slots(self):
+        return (self.workers - len(self.refs)) if self.workers else 1 << 30
+
+    def busy(self):
+        return bool(self.refs)
+
+    def submit(self, job, spec):
+        env = {}
+        if self.gpus == 0:
+            env.update(thread_env(max(1, math.ceil(self.cpus)), self.backend))
+        elif self.gpus < 1:
+            env.update(SHARED_GPU_ENV)
+        ref = self.remote.remote({**spec, "env": env, "cores": ""})
+        self.refs[ref] = (job, {c.name: _log_size(c) for c in job.cells})
+        return "ray"
+
+    def has_started(self, job):
+        for ref, (other, sizes) in self.refs.items():
+            if other is job:
+                return any(_log_size(c) != sizes[c.name] for c in job.cells)
+        return True
+
+    def wait(self, timeout):
+        import ray
+
+        if not self.refs:
+            return []
+        ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
+        finished = []
+        for ref in ready:
+            job, _ = self.refs.pop(ref)
+            try:
+                finished.append((job, ray.get(ref), None))
+            except ray.exceptions.RayError as exc:  # worker or node died, task cancelled
+                finished.append((job, None, exc))
+        return finished
+
+    def interrupt(self):
+        import ray
+
+        for ref in list(self.refs):
+            ray.cancel(ref)  # queued: dropped; running: KeyboardInterrupt -> SIGINT to train
+
+    def kill(self):
+        import ray
+
+        for ref in list(self.refs):
+            ray.cancel(ref, force=True)
+
+    def close(self):
+        if self.owned:
+            import ray
+
+            ray.shutdown()
+            self.owned = False
+
+
+def _log_size(cell):
+    try:
+        return os.path.getsize(os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log"))
+    except OSError:
+        return -1
+
+
+def _first_line(exc):
+    for line in str(exc).splitlines():
+        if line.strip():
+            return f"{type(exc).__name__}: {line.strip()}"
+    return type(exc).__name__
+
+
+def check_ray_address(address):
+    """Fail fast (one line) if ``host:port`` / ``ray://host:port`` does not answer."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(
+            f"--address must be host:port (or ray://host:port, auto). Received: {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SweepError(f"cannot reach the Ray cluster at --address {address}: {reason}") from None
+
+
+def make_executor(executor, backend, *, workers=None, cpus_per_cell=None, gpus_per_cell=None,
+                  address=None):
+    """Check the executor options (SweepError on bad ones) and build the executor."""
+    if executor not in EXECUTORS:
+        raise SweepError(f"--executor must be one of {', '.join(EXECUTORS)}. "
+                         f"Received: executor={executor!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SweepError(f"--workers must be a whole number >= 1. Received: workers={workers!r}")
+    if cpus_per_cell is not None and not (_finite(cpus_per_cell) and cpus_per_cell > 0):
+        raise SweepError(
+            f"--cpus-per-cell must be a number > 0. Received: cpus_per_cell={cpus_per_cell!r}")
+    if gpus_per_cell is not None:
+        if not (_finite(gpus_per_cell) and gpus_per_cell >= 0):
+            raise SweepError(f"--gpus-per-cell must be a number >= 0 (fractions share a GPU). "
+                             f"Received: gpus_per_cell={gpus_per_cell!r}")
+        if gpus_per_cell > 1 and gpus_per_cell != int(gpus_per_cell):
+            raise SweepError(f"--gpus-per-cell above 1 must be a whole number. "
+                             f"Received: gpus_per_cell={gpus_per_cell!r}")
+    if executor == "local":
+        for option, value in (("--gpus-per-cell", gpus_per_cell), ("--address", address)):
+            if value is not None:
+                raise SweepError(
+                    f"{option} is for --executor ray; the local executor gives each cell a GPU "
+                    "of its own when there are GPUs (see --workers)")
+        return LocalExecutor(backend, workers, cpus_per_cell)
+    if importlib.util.find_spec("ray") is None:
+        raise SweepError(f"--executor ray needs Ray, an optional extra: {RAY_INSTALL}")
+    return RayExecutor(backend, workers, cpus_per_cell, gpus_per_cell, address)
+
+
+def _finite(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+
+
+class SweepTable(list):
+    """The aggregate table (a list of row dicts, one per grid point) with, as attributes,
+    ``out``, ``cells`` (per cell: status, attempts, error), ``failed`` (cell names) and
+    ``interrupted``."""
+
+    def __init__(self, rows, out=None, cells=None, interrupted=False):
+        super().__init__(rows)
+        self.out = out
+        self.cells = cells or []
+        self.failed = [c["cell"] for c in self.cells if c["status"] == "failed"]
+        self.interrupted = interrupted
+
+
+def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
+        executor="local", workers=None, cpus_per_cell=None, gpus_per_cell=None, address=None,
+        retries=1, dry_run=False, progress=True, console=None):
+    """Run ``preset`` over ``grid`` x ``seeds``; return the aggregate table (a SweepTable).
+
+    ``grid``: ``{key: [values]}`` (or ``["key=v1,v2"]``); ``seeds``: a count or a list;
+    ``sets``: ``{key: value}`` for every cell; ``executor``: ``"local"`` (``workers`` at a
+    time, ``cpus_per_cell`` threads each on a CPU machine) or ``"ray"`` (``cpus_per_cell``,
+    ``gpus_per_cell``, ``address``); ``retries``: how often a failed cell is tried again;
+    ``dry_run``: validate and list the cells, write nothing. Bad input raises SweepError (a
+    ConfigError) before anything is written. Failed cells do not raise: see
+    ``table.failed``.
+    """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise SweepError(f"retries must be a whole number >= 0. Received: retries={retries!r}")
+    ex = make_executor(executor, _resolve_backend(backend), workers=workers,
+                       cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, address=address)
+    the_plan = plan(preset, grid, seeds, sets=sets, out=out, backend=backend)
+    faults = _parse_faults(os.environ.get(FAULT_ENV, ""))
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    if dry_run:
+        for cell in the_plan.cells:
+            state = cell_state(cell.path)
+            action = {"completed": "skip (completed)", "diverged": "skip (diverged)",
+                      "resumable": "resume", "started": "restart", "new": "run"}[state]
+            if progress:
+                console.print(f"{cell.path}  {action}", highlight=False, markup=False)
+        return SweepTable(aggregate(the_plan), the_plan.out)
+    try:
+        ex.start()  # Ray: start or join, check the resources (SweepError: nothing written)
+        try:
+            os.makedirs(the_plan.out, exist_ok=True)
+        except OSError as exc:
+            raise SweepError(f"cannot create --out {the_plan.out!r}: {exc.strerror}") from None
+        with rundir.RunLock(the_plan.out):
+            _write_plan(the_plan, ex)
+            driver = _Driver(the_plan, ex, retries, faults, console if progress else None)
+            records, interrupted = driver.run()
+            rows = aggregate(the_plan)
+            write_table(the_plan.out, rows)
+    finally:
+        ex.close()
+    table = SweepTable(rows, the_plan.out, records, interrupted)
+    if progress:
+        print_table(rows, the_plan.out, console)
+        for record in records:
+            if record["status"] == "failed":
+                console.print(f"failed: {record['cell']}: {record['error']} (log: "
+                              f"{os.path.join(the_plan.out, LOGS, record['cell'] + '.log')})",
+                              highlight=False, markup=False, soft_wrap=True)
+    return table
+
+
+def _parse_faults(text):
+    faults = []
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        fault, _, rest = part.partition("@")
+        pattern, _, attempts = rest.partition("@")
+        try:
+            numbers = {int(a) for a in attempts.split(",")} if attempts else {1}
+        except ValueError:
+            raise SweepError(f"{FAULT_ENV}: expected FAULT@CELL_GLOB[@ATTEMPTS]. "
+                             f"Received: {part!r}") from None
+        faults.append((fault, pattern or "*", numbers))
+    return faults
+
+
+def _write_plan(the_plan, ex):
+    import kerasparse
+
+    rundir.atomic_write_json(os.path.join(the_plan.out, PLAN_FILE), {
+        "preset": None if the_plan.preset is None else os.path.abspath(str(the_plan.preset)),
+        "grid": the_plan.grid,
+        "seeds": the_plan.seeds,
+        "sets": the_plan.sets,
+        "backend": the_plan.backend,
+        "executor": ex.name,
+        "cells": [c.name for c in the_plan.cells],
+        "kerasparse": kerasparse.__version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+
+
+class _Driver:
+    """Submits jobs, retries failed cells, records failures, shows progress."""
+
+    def __init__(self, the_plan, ex, retries, faults, console):
+        self.plan = the_plan
+        self.ex = ex
+        self.retries = retries
+        self.faults = faults
+        self.console = console
+        self.sigints = 0
+        self.cells = {c.name: c for c in the_plan.cells}
+        self.index = {c.name: i for i, c in enumerate(the_plan.cells, 1)}
+        self.records = {c.name: {"cell": c.name, "path": c.path, "status": "queued",
+                                 "attempts": [], "error": None, "where": "", "epoch": 0,
+                                 "best": None} for c in the_plan.cells}
+        self.jobs = {}  # id(job) -> job, submitted and not finished
+
+    # -- events
+    def say(self, cell, text):
+        if self.console is not None:
+            self.console.print(f"[{self.index[cell]}/{len(self.cells)}] {cell}: {text}",
+                               highlight=False, markup=False, soft_wrap=True)
+
+    def _on_sigint(self, signum, frame):
+        self.sigints += 1
+
+    def run(self):
+        queue = deque()
+        for cell in self.plan.cells:
+            state = cell_state(cell.path)
+            record = self.records[cell.name]
+            if state in FINISHED:
+                record["status"] = f"skipped ({state})"
+                record["best"] = _best(cell.path)
+                self.say(cell.name, f"{state}, skipped")
+            else:
+                if state == "resumable":
+                    self.say(cell.name, "interrupted earlier, will resume from its checkpoint")
+                queue.append(Job([cell]))
+        if self.console is not None:
+            self.console.print(f"sweep {self.plan.out}: {len(self.cells)} cells, "
+                               f"{len(queue)} to run; {self.ex.describe()}",
+                               highlight=False, markup=False, soft_wrap=True)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        stopped = killed = False
+        live = None
+        try:
+            if self.console is not None:
+                from rich.live import Live
+
+                live = Live(self.render(), console=self.console, refresh_per_second=2,
+                            transient=False)
+                live.start()
+            last_poll = 0.0
+            while (queue and not stopped) or self.ex.busy():
+                if self.sigints and not stopped:
+                    stopped = True
+                    if self.console is not None:
+                        self.console.print("Interrupted: the running cells stop after their "
+                                           "current batch (Ctrl-C again to stop them at once)",
+                                           soft_wrap=True)
+                    self.ex.interrupt()
+                if self.sigints > 1 and not killed:
+                    killed = True
+                    self.ex.kill()
+                while queue and not stopped and self.ex.slots() > 0:
+                    self.submit(queue.popleft())
+                for job, results, exc in self.ex.wait(0.5):
+                    self.finish(job, results, exc, queue, stopped)
+                if time.time() - last_poll > 1.0:
+                    last_poll = time.time()
+                    self.poll()
+                    if live is not None:
+                        live.update(self.render())
+            for job in queue:  # left over after Ctrl-C
+                for cell in job.cells:
+                    self.records[cell.name]["status"] = "not run"
+        finally:
+            if live is not None:
+                live.update(self.render())
+                live.stop()
+                if not self.console.is_terminal:
+                    self.console.line()  # Live leaves its last line open off a terminal
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        return [self.records[c.name] for c in self.plan.cells], stopped
+
+    def submit(self, job):
+        spec = {
+            "cells": [dataclasses.asdict(c) for c in job.cells],
+            "backend": self.plan.backend,
+            "attempt": job.attempt,
+            "cwd": os.getcwd(),
+            "faults": {}, "worker_faults": [],
+        }
+        for fault, pattern, attempts in self.faults:
+            for cell in job.cells:
+                if job.attempt in attempts and fnmatch.fnmatchcase(cell.name, pattern):
+                    if fault == "worker":
+                        spec["worker_faults"].append(cell.name)
+                    else:
+                        spec["faults"][cell.name] = fault
+        where = self.ex.submit(job, spec)
+        self.jobs[id(job)] = job
+        for cell in job.cells:
+            record = self.records[cell.name]
+            record["where"] = where
+            record["status"] = "starting" if self.ex.name == "ray" else "running"
+            record["submitted"] = time.time()
+            if job.attempt == 1:
+                self.say(cell.name, f"started ({where})")
+
+    def poll(self):
+        for job in list(self.jobs.values()):
+            started = self.ex.has_started(job)
+            for cell in job.cells:
+                record = self.records[cell.name]
+                if record["status"] in ("starting", "running"):
+                    record["status"] = "running" if started else "starting"
+                    record["epoch"] = _epochs_done(cell.path)
+
+    def finish(self, job, results, exc, queue, stopped):
+        self.jobs.pop(id(job), None)
+        by_cell = {r["cell"]: r for r in results or []}
+        again = []
+        for cell in job.cells:
+            record = self.records[cell.name]
+            result = by_cell.get(cell.name) or {
+                "cell": cell.name, "returncode": None, "host": None,
+                "error": f"the worker running it died ({_first_line(exc)})" if exc else "no result",
+            }
+            result["attempt"] = job.attempt
+            record["attempts"].append({k: result.get(k) for k in (
+                "attempt", "returncode", "error", "host", "started", "finished", "command")})
+            state = cell_state(cell.path)
+            record["epoch"] = _epochs_done(cell.path)
+            if state in FINISHED:
+                record["status"], record["error"] = state, None
+                record["best"] = _best(cell.path)
+                failed_file = cell.path + ".failed.json"
+                if os.path.exists(failed_file):
+                    os.unlink(failed_file)  # an earlier sweep's failure, now superseded
+                best = "-" if record["best"] is None else f"{record['best']:.4f}"
+                self.say(cell.name, f"{state} (best test accuracy {best})")
+                continue
+            record["error"] = result["error"]
+            if stopped:
+                record["status"] = "interrupted"
+                self.say(cell.name, "interrupted; a re-run resumes it")
+                continue
+            if result["returncode"] != USAGE_EXIT and job.attempt <= self.retries:
+                again.append(cell)
+                record["status"] = "retrying"
+                self.say(cell.name, f"failed ({result['error']}); retrying, attempt "
+                                    f"{job.attempt + 1} of {self.retries + 1}")
+                continue
+            record["status"] = "failed"
+            self._write_failed(cell, record, result)
+            self.say(cell.name, f"failed: {result['error']}")
+        if again:
+            queue.appendleft(Job(again, job.attempt + 1))
+
+    def _write_failed(self, cell, record, result):
+        rundir.atomic_write_json(cell.path + ".failed.json", {
+            "cell": cell.name,
+            "status": "failed",
+            "returncode": result.get("returncode"),
+            "error": result.get("error"),
+            "command": result.get("command"),
+            "host": result.get("host"),
+            "log": os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log"),
+            "attempts": record["attempts"],
+        })
+
+    def render(self):
+        from rich.table import Table
+
+        records = [self.records[c.name] for c in self.plan.cells]
+        counts = {}
+        for record in records:
+            key = "skipped" if record["status"].startswith("skipped") else record["status"]
+            counts[key] = counts.get(key, 0) + 1
+        title = f"sweep {self.plan.out}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+        shown = records
+        if len(records) > 40:  # big grids: the cells that are doing something
+            shown = [r for r in records if r["status"] in (
+                "running", "starting", "retrying", "failed", "interrupted")]
+        table = Table(title=title, title_justify="left")
+        for column in ("cell", "status", "epoch", "best test acc", "attempt", "where"):
+            table.add_column(column)
+        for record in shown:
+            epochs = self.cells[record["cell"]].config["epochs"]
+            table.add_row(
+                record["cell"], record["status"], f"{record['epoch']}/{epochs}",
+                "-" if record["best"] is None else f"{record['best']:.4f}",
+                str(max(1, len(record["attempts"]))), record["where"],
+            )
+        return table
+
+
+def _epochs_done(path):
+    try:
+        with open(os.path.join(path, "history.csv"), "rb") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
+def _best(path):
+    summary = _read_json(os.path.join(path, "summary.json"))
+    value = summary.get("best_test_accuracy") if isinstance(summary, dict) else None
+    return value if isinstance(value, float) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The table (Dent & Tanner 2026, Table 1 style), from the run directories alone
+
+
+def aggregate(the_plan):
+    """One row per grid point: how many runs finished, diverged or failed, the median over
+    seeds of the best test accuracy and the measured sparsity (1 - nz of the last epoch) of
+    the finished (completed or diverged) runs."""
+    keys = the_plan.keys
+    groups = {}
+    for cell in the_plan.cells:
+        groups.setdefault(tuple(cell.point[k] for k in keys), []).append(cell)
+    rows = []
+    for key, cells in groups.items():
+        accs, nzs, states = [], [], []
+        for cell in cells:
+            state = cell_state(cell.path)
+            if state in FINISHED:
+                try:
+                    row = report.run_row(cell.path)
+                except (rundir.RunDirError, OSError, ValueError):
+                    state = "unreadable"
+                else:
+                    accs.append(row["best_test_accuracy"])
+                    nzs.append(row["final_nz"])
+            elif os.path.exists(cell.path + ".failed.json"):
+                state = "failed"
+            states.append(state)
+        nz = report.median(nzs)
+        rows.append({
+            **dict(zip(keys, key)),
+            "runs": len(cells),
+            "completed": states.count("completed"),
+            "diverged": states.count("diverged"),
+            "failed": states.count("failed"),
+            "median_best_test_accuracy": report.median(accs),
+            "measured_sparsity": None if nz is None else 1.0 - nz,
+        })
+    return rows
+
+
+def write_table(out, rows):
+    import csv
+
+    fields = list(rows[0]) if rows else []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.atomic_write_text(os.path.join(out, "sweep.csv"), buf.getvalue())
+    rundir.atomic_write_json(os.path.join(out, "sweep.json"), rows)
+
+
+def print_table(rows, out, console):
+    from rich.table import Table
+
+    fields = list(rows[0]) if rows else []
+    table = Table(title=f"sweep {out}")
+    for field in fields:
+        table.add_column(field)
+    for row in rows:
+        table.add_row(*("-" if row[f] is None else f"{row[f]:.4f}" if isinstance(row[f], float)
+                        else str(row[f]) for f in fields))
+    console.print(table)

@@ -1,0 +1,598 @@
+"""`kerasparse sweep` and `kerasparse.sweep.run`: cells, executors (local and Ray), retries,
+failures, the aggregate table, progress and bad input.
+
+The cells are real `kerasparse train` subprocesses on the backend of this pytest process (a
+tiny MLP on the embedded data). The Ray tests run in the jax pytest process only: the executor
+does not depend on the backend (a cell is a `kerasparse train --backend ...` subprocess), and
+one Ray start per CI run keeps the suite short. The local executor is tested on every backend.
+"""
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from conftest import BACKEND
+from kerasparse import config as ks_config
+from kerasparse import sweep
+from kerasparse.cli import app
+
+runner = CliRunner()
+
+PRESET = """\
+model = "mlp100x300"
+depth = 3
+width = 8
+dataset = "embedded"
+epochs = 2
+batch_size = 32
+train_examples = 64
+test_examples = 64
+monitor_batch = 16
+"""
+GRID = {"lr": [0.05, 0.1], "width": [8, 16]}  # 2 x 2 cells
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+RAY_ONLY_ON_JAX = (
+    "Ray executor tests run in the jax pytest process only: the executor is backend-independent "
+    "(cells are `kerasparse train --backend ...` subprocesses) and Ray starts once per CI run"
+)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("preset") / "tiny.toml"
+    path.write_text(PRESET)
+    return path
+
+
+def _history(path):
+    with open(os.path.join(path, "history.csv"), newline="") as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+def _summary(path):
+    with open(os.path.join(path, "summary.json")) as f:
+        return json.load(f)
+
+
+def _listing(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root)
+                  for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(preset, tmp_path_factory):
+    """The 2 x 2 grid on the local executor, two cells at a time, with a terminal-like console
+    (the live table's frames land in the buffer)."""
+    out = tmp_path_factory.mktemp("local") / "sweep"
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=200)
+    table = sweep.run(preset, grid=GRID, out=out, backend=BACKEND, executor="local", workers=2,
+                      console=console)
+    return table, out, buf.getvalue()
+
+
+def test_local_sweep_runs_every_cell_and_aggregates_from_the_run_directories(local_sweep):
+    table, out, _ = local_sweep
+    assert [(r["lr"], r["width"]) for r in table] == [(0.05, 8), (0.05, 16), (0.1, 8), (0.1, 16)]
+    assert not table.failed and not table.interrupted
+    for row in table:
+        cell = out / sweep.cell_name({"lr": row["lr"], "width": row["width"]}, 3407)
+        s = _summary(cell)
+        assert s["status"] == "completed" and s["config"]["lr"] == row["lr"]
+        assert s["config"]["width"] == row["width"] and s["backend"] == BACKEND
+        assert (row["runs"], row["completed"], row["diverged"], row["failed"]) == (1, 1, 0, 0)
+        assert row["median_best_test_accuracy"] == s["best_test_accuracy"]
+        assert row["measured_sparsity"] is None  # the MLP has no top-k sites, nz is not logged
+        assert len(_history(cell)) == 2 and (cell / "training.png").exists()
+    with open(out / "sweep.json") as f:
+        assert json.load(f) == list(table)
+    with open(out / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["median_best_test_accuracy"]) for r in rows] == [
+        r["median_best_test_accuracy"] for r in table]
+
+
+def test_local_workers_2_runs_two_cells_at_once_never_three(local_sweep):
+    table, out, _ = local_sweep
+    # Each cell's interval: from its subprocess' start (executor) to its summary.json (written
+    # by the training process itself at the end).
+    intervals = []
+    for record in table.cells:
+        (attempt,) = record["attempts"]
+        intervals.append((attempt["started"], os.path.getmtime(out / record["cell"] / "summary.json")))
+    first, second = intervals[0], intervals[1]
+    assert first[0] < second[1] and second[0] < first[1], f"cells 1 and 2 did not overlap: {intervals}"
+    for t in sorted(start for start, _ in intervals):
+        running = sum(start <= t < end for start, end in intervals)
+        assert running <= 2, f"{running} cells at once with --workers 2: {intervals}"
+
+
+def test_local_sweep_progress_shows_the_live_table_and_events(local_sweep):
+    _, _, text = local_sweep
+    for word in ("queued", "running", "completed", "best test acc", "started (CPU"):
+        assert word in text, word
+    assert text.count(": completed (best test accuracy") == 4
+
+
+def test_rerun_skips_finished_cells_and_gives_the_same_table(local_sweep, preset):
+    table, out, _ = local_sweep
+    mtimes = {c["cell"]: os.path.getmtime(out / c["cell"] / "summary.json") for c in table.cells}
+    buf = io.StringIO()
+    again = sweep.run(preset, grid=GRID, out=out, backend=BACKEND, workers=2,
+                      console=Console(file=buf, width=200))
+    assert list(again) == list(table)
+    assert buf.getvalue().count("completed, skipped") == 4
+    assert all(c["attempts"] == [] for c in again.cells)
+    assert mtimes == {p: os.path.getmtime(out / p / "summary.json") for p in mtimes}
+
+
+def test_a_failing_cell_is_retried_once_then_marked_failed_and_resumed_by_a_rerun(
+        local_sweep, preset, tmp_path, monkeypatch):
+    """Through the command line: the width=8 cell is SIGKILLed in epoch 2 on both attempts
+    (the second attempt resumes from the epoch-1 checkpoint and is killed again); the sweep
+    goes on, exits 1 naming the cell and the reason, and records it. A re-run resumes it."""
+    out = tmp_path / "sweep"
+    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@width=8_*@1,2")
+    result = runner.invoke(app, ["sweep", str(preset), "--grid", "width=8,16", "--set", "lr=0.05",
+                                 "--out", str(out), "--backend", BACKEND, "--workers", "2"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
+    assert "1 of 2 cells failed (width=8_seed=3407)" in text
+    assert "width=8_seed=3407: failed (killed by SIGKILL); retrying, attempt 2 of 2" in text
+    assert "Traceback" not in text
+    monkeypatch.delenv(sweep.FAULT_ENV)
+    with open(out / "width=8_seed=3407.failed.json") as f:
+        failed = json.load(f)
+    assert failed["returncode"] == -9 and failed["error"] == "killed by SIGKILL"
+    assert "--resume" in failed["command"]  # the retry resumed from the checkpoint
+    assert [a["attempt"] for a in failed["attempts"]] == [1, 2]
+    assert _summary(out / "width=16_seed=3407")["status"] == "completed"
+    with open(out / "sweep.json") as f:
+        rows = json.load(f)
+    assert [(r["width"], r["completed"], r["failed"]) for r in rows] == [(8, 0, 1), (16, 1, 0)]
+
+    # The re-run (no fault): the failed cell resumes and completes; the finished one is skipped.
+    table = sweep.run(preset, grid={"width": [8, 16]}, sets={"lr": 0.05}, out=out,
+                      backend=BACKEND, workers=2, progress=False)
+    assert not table.failed and [r["completed"] for r in table] == [1, 1]
+    assert not (out / "width=8_seed=3407.failed.json").exists()
+    (attempt,) = table.cells[0]["attempts"]
+    assert "--resume" in attempt["command"] and table.cells[1]["attempts"] == []
+    log = (out / "logs" / "width=8_seed=3407.log").read_text()
+    assert log.count("=== attempt") == 3
+    # Killed twice and resumed: the same history as the uninterrupted cell of the 2 x 2 sweep.
+    _, local_out, _ = local_sweep
+    reference = _history(local_out / "lr=0.05_width=8_seed=3407")
+    resumed = _history(out / "width=8_seed=3407")
+    assert len(resumed) == len(reference) == 2
+    for a, b in zip(resumed, reference):
+        for key in ("loss", "accuracy", "test_loss", "test_accuracy", "lr"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+
+
+def test_aggregate_takes_medians_over_seeds_of_finished_runs(tmp_path, preset):
+    """Dent & Tanner Table 1 style rows from hand-made run directories (NumPy-free reference:
+    statistics.median of the values written)."""
+    the_plan = sweep.plan(preset, grid={"lr": [0.05, 0.1]}, seeds=3, out=tmp_path / "s",
+                          backend=BACKEND)
+    values = {  # cell index -> (status, best test accuracy, last nz) or "failed" / None
+        0: ("completed", 0.5, 0.2), 1: ("completed", 0.7, 0.4), 2: ("diverged", 0.1, 0.9),
+        3: ("completed", 0.6, 0.25), 4: "failed", 5: None,
+    }
+    for i, cell in enumerate(the_plan.cells):
+        value = values[i]
+        if value is None:
+            continue
+        if value == "failed":
+            (tmp_path / "s").mkdir(exist_ok=True)
+            with open(cell.path + ".failed.json", "w") as f:
+                json.dump({"returncode": 1}, f)
+            continue
+        status, best, nz = value
+        os.makedirs(cell.path)
+        with open(os.path.join(cell.path, "config.json"), "w") as f:
+            json.dump({**cell.config, "backend": BACKEND}, f)
+        with open(os.path.join(cell.path, "summary.json"), "w") as f:
+            json.dump({"status": status, "best_test_accuracy": best}, f)
+        with open(os.path.join(cell.path, "history.csv"), "w") as f:
+            f.write(f"epoch,test_accuracy,nz\n1,{best},{nz}\n")
+    rows = sweep.aggregate(the_plan)
+    assert rows[0] == {"lr": 0.05, "runs": 3, "completed": 2, "diverged": 1, "failed": 0,
+                       "median_best_test_accuracy": statistics.median([0.5, 0.7, 0.1]),
+                       "measured_sparsity": 1 - statistics.median([0.2, 0.4, 0.9])}
+    assert rows[1] == {"lr": 0.1, "runs": 3, "completed": 1, "diverged": 0, "failed": 1,
+                       "median_best_test_accuracy": 0.6, "measured_sparsity": 1 - 0.25}
+
+
+def test_train_args_carry_the_full_config(tmp_path, preset):
+    """A fresh cell's command gives `kerasparse train` exactly the cell's config (strings with
+    quotes and backslashes, small floats, booleans), so no preset file has to reach a worker."""
+    the_plan = sweep.plan(
+        preset, grid={"weight_decay": [1e-05, 0.25]},
+        sets={"data_dir": 'd "x"\\y', "nesterov": False, "smoothing": 0.5},
+        out=tmp_path / "s", backend=BACKEND)
+    for cell in the_plan.cells:
+        args = sweep.train_args(cell, BACKEND, "new")
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+        parsed = dict(ks_config.parse_assignment(s) for s in sets)
+        assert ks_config.resolve(overrides=parsed) == cell.config
+        assert sweep.train_args(cell, BACKEND, "resumable")[-2:] == ["--resume", cell.path]
+        assert "--overwrite" in sweep.train_args(cell, BACKEND, "started")
+
+
+def test_error_line_names_why_a_cell_failed(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text("old\n=== attempt 1 ...\nepoch 1/2 ...\nError: unknown dataset 'x'\n")
+    assert sweep.error_line(str(log), 0, 2) == "Error: unknown dataset 'x'"
+    log.write_text("Traceback (most recent call last):\n  File ...\nValueError: bad shape\n"
+                   "W0000 some warning\n")
+    assert sweep.error_line(str(log), 0, 1) == "ValueError: bad shape"
+    assert sweep.error_line(str(log), 0, -9) == "killed by SIGKILL"
+    assert sweep.error_line(str(log), 0, 3) is None  # diverged is a result, not an error
+    assert sweep.error_line(str(log), 0, 130).startswith("interrupted")
+    log.write_text("something odd\n│ wall time │ 1 s │\n└────┘\n")
+    assert sweep.error_line(str(log), 0, 7) == "something odd"
+
+
+def test_gpu_detection_without_a_backend(monkeypatch):
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "0,2"}) == ["0", "2"]
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+    class Result:
+        returncode = 0
+        stdout = ("GPU 0: NVIDIA H200 (UUID: GPU-a)\nGPU 1: NVIDIA H200 (UUID: GPU-b)\n"
+                  "  MIG 1g.18gb Device 0: (UUID: MIG-c)\n")
+
+    monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: Result())
+    assert sweep.visible_gpus({}) == ["0", "1"]
+
+    def missing(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(sweep.subprocess, "run", missing)
+    assert sweep.visible_gpus({}) == []
+
+
+def test_local_executor_pins_cells_to_gpus_or_cpu_threads(monkeypatch):
+    specs = []
+    monkeypatch.setattr(sweep, "execute_job", lambda spec, control=None: specs.append(spec) or [])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    ex = sweep.LocalExecutor("jax", workers=3)
+    ex.start()
+    where = [ex.submit(sweep.Job([]), {"cells": []}) for _ in range(3)]
+    ex.close()
+    assert where == ["GPU 3", "GPU 5", "GPU 3"]
+    assert [s["env"]["CUDA_VISIBLE_DEVICES"] for s in specs] == ["3", "5", "3"]
+    assert all(s["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for s in specs)  # shared
+    assert sweep.LocalExecutor("jax").workers == 2  # default: one cell per GPU
+
+    specs.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(sweep, "_usable_cores", lambda: [0, 1, 2, 3])
+    ex = sweep.LocalExecutor("jax", workers=2)
+    ex.start()
+    where = [ex.submit(sweep.Job([]), {"cells": []}) for _ in range(2)]
+    ex.close()
+    assert where == ["CPU 0,1", "CPU 2,3"]
+    assert [s["cores"] for s in specs] == ["0,1", "2,3"]
+    assert all(s["env"]["OMP_NUM_THREADS"] == "2" and s["env"]["TF_NUM_INTRAOP_THREADS"] == "2"
+               for s in specs)
+    assert sweep.LocalExecutor("jax", workers=1).threads is None  # one worker: whole machine
+    assert sweep.LocalExecutor("jax", workers=2**63 - 1).slots() == 2**63 - 1  # no slot list
+    assert sweep.thread_env(1, "jax")["XLA_FLAGS"].endswith(sweep.XLA_ONE_THREAD)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_training_process_dies_with_the_worker_that_started_it():
+    """A cell's process is started through sweep._LAUNCHER: if the thread or Ray worker waiting
+    on it is killed, the kernel kills it too (no orphan keeps training or holds the run lock)."""
+    worker_code = (
+        "import os, subprocess, sys, time\n"
+        "from kerasparse import sweep\n"
+        "child = subprocess.Popen([sys.executable, '-c', sweep._LAUNCHER, str(os.getpid()), '',"
+        " '-c', 'import time; time.sleep(120)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", worker_code], stdout=subprocess.PIPE, text=True)
+    child = int(worker.stdout.readline())
+    time.sleep(0.5)  # the launcher has exec'd the long-running command by now
+    assert _alive(child)
+    worker.kill()
+    worker.wait()
+    deadline = time.time() + 10
+    while _alive(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the child outlived the worker that started it"
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_importing_kerasparse_sweep_imports_neither_keras_nor_ray():
+    code = ("import sys, kerasparse.sweep; "
+            "assert 'keras' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, no traceback, nothing written (mirrored in docs/bad-input.md)
+
+# (id, arguments after `sweep PRESET` (OUT, FILE, SWEEPDIR replaced), expected text)
+SWEEP_CASES = [
+    ("grid-key-twice", ["--grid", "lr=0.05", "--grid", "lr=0.1"], "--grid lr is given twice"),
+    ("grid-value-twice", ["--grid", "lr=0.05,0.05"], "--grid lr lists 0.05 twice"),
+    ("grid-value-out-of-range", ["--grid", "sparsity=0.8,1.5"],
+     "sparsity must be a number in (0, 1)"),
+    ("grid-unknown-key", ["--grid", "sparsty=0.8"], "Did you mean 'sparsity'"),
+    ("grid-seed", ["--grid", "seed=1,2"], "use --seeds N"),
+    ("grid-no-equals", ["--grid", "lr"], "--grid expects key=v1,v2,..."),
+    ("grid-model-unknown", ["--grid", "model=mlp100x30"], "Did you mean 'mlp100x300'"),
+    ("set-dataset-unknown", ["--set", "dataset=mnsit"], "Did you mean 'mnist'"),
+    ("set-and-grid-same-key", ["--set", "lr=0.1", "--grid", "lr=0.05,0.2"],
+     "lr is both swept (--grid) and fixed (--set)"),
+    ("cell-config-invalid", ["--grid", "min_keep_ratio=0.5,0.95", "--set", "max_keep_ratio=0.9"],
+     "min_keep_ratio must not exceed max_keep_ratio"),
+    ("preset-missing", ["MISSING"], "config file not found"),
+    ("seeds-zero", ["--seeds", "0"], "Invalid value for '--seeds'"),
+    ("out-is-a-file", ["--out", "FILE"], "exists and is not a directory"),
+    ("out-under-a-file", ["--out", "FILE/sub"], "is a file"),
+    ("out-not-a-sweep", ["--out", "FOREIGN"], "is not a kerasparse sweep folder"),
+    ("out-cell-other-config", ["--out", "SWEEPDIR", "--set", "epochs=3"],
+     "holds a run with epochs=2, this sweep asks for epochs=3"),
+    ("out-cell-other-backend", ["--out", "SWEEPDIR_OTHER_BACKEND"], "was trained on"),
+    ("out-cell-not-a-run", ["--out", "SWEEPDIR_NOT_A_RUN"], "is not a kerasparse run"),
+    ("workers-zero", ["--workers", "0"], "--workers must be a whole number >= 1"),
+    ("cpus-per-cell-zero", ["--cpus-per-cell", "0"], "--cpus-per-cell must be a number > 0"),
+    ("gpus-per-cell-negative", ["--executor", "ray", "--gpus-per-cell", "-1"],
+     "--gpus-per-cell must be a number >= 0"),
+    ("gpus-per-cell-fraction-above-one", ["--executor", "ray", "--gpus-per-cell", "1.5"],
+     "--gpus-per-cell above 1 must be a whole number"),
+    ("gpus-per-cell-on-local", ["--gpus-per-cell", "1"], "--gpus-per-cell is for --executor ray"),
+    ("address-on-local", ["--address", "127.0.0.1:1"], "--address is for --executor ray"),
+    ("retries-negative", ["--retries", "-1"], "retries must be a whole number >= 0"),
+    ("cpus-per-cell-above-the-machine", ["--cpus-per-cell", "1e9"], "is more than the"),
+    ("seeds-huge", ["--seeds", "9223372036854775807"], "--seeds must be in [1, 100000]"),
+    ("cells-too-many", ["--grid", "lr=" + ",".join(f"0.{i:03d}1" for i in range(1000)),
+                        "--seeds", "101"], "this sweep has 101000 cells; at most 100000"),
+    ("executor-unknown", ["--executor", "slurm"], "'slurm' is not one of"),
+]
+
+
+def _sweep_dir(tmp_path, *, backend=BACKEND, cell_text=None):
+    """A sweep folder from an earlier run of the test preset (one cell, config.json only)."""
+    root = tmp_path / "earlier"
+    cell = root / "seed=3407"
+    cell.mkdir(parents=True)
+    (root / sweep.PLAN_FILE).write_text("{}")
+    if cell_text is not None:
+        (cell / "notes.txt").write_text(cell_text)
+    else:
+        config = ks_config.resolve(overrides=_preset_values())
+        (cell / "config.json").write_text(json.dumps({**config, "backend": backend}))
+    return root
+
+
+def _preset_values():
+    import tomllib
+
+    return ks_config.validate(tomllib.loads(PRESET))
+
+
+def _invoke(args, tmp_path, preset):
+    argv = ["sweep", str(preset)]
+    made = None
+    for arg in args:
+        if arg == "MISSING":
+            argv[1] = str(tmp_path / "missing.toml")
+            continue
+        if arg.startswith("FILE"):
+            (tmp_path / "file.txt").write_text("x")
+            arg = str(tmp_path / "file.txt") + arg[4:]
+            made = tmp_path / "file.txt"
+        elif arg == "FOREIGN":
+            made = tmp_path / "results"
+            made.mkdir()
+            (made / "paper.tex").write_text("x")
+            arg = str(made)
+        elif arg == "SWEEPDIR":
+            made = _sweep_dir(tmp_path)
+            arg = str(made)
+        elif arg == "SWEEPDIR_OTHER_BACKEND":
+            made = _sweep_dir(tmp_path, backend="torch" if BACKEND != "torch" else "jax")
+            arg = str(made)
+        elif arg == "SWEEPDIR_NOT_A_RUN":
+            made = _sweep_dir(tmp_path, cell_text="my notes")
+            arg = str(made)
+        argv.append(arg)
+    if "--out" not in args:
+        argv += ["--out", str(tmp_path / "out")]
+    argv += ["--backend", BACKEND]
+    before = _listing(tmp_path)
+    result = runner.invoke(app, argv)
+    return result, before
+
+
+@pytest.mark.parametrize("case", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
+def test_sweep_bad_input(case, tmp_path, preset):
+    _, args, expected = case
+    result, before = _invoke(args, tmp_path, preset)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert expected in text
+    assert "Traceback" not in text
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert _listing(tmp_path) == before, "a refused sweep must not write anything"
+
+
+def test_executor_ray_without_ray_names_the_extra(monkeypatch, tmp_path, preset):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    result, before = _invoke(["--executor", "ray"], tmp_path, preset)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "--executor ray needs Ray, an optional extra: pip install 'kerasparse[ray]'" in text
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'kerasparse[ray]')")
+@pytest.mark.parametrize("address,expected", [
+    ("127.0.0.1:1", "cannot reach the Ray cluster at --address 127.0.0.1:1"),
+    ("nohost", "--address must be host:port"),
+])
+def test_ray_address_that_cannot_be_reached(address, expected, tmp_path, preset):
+    result, before = _invoke(["--executor", "ray", "--address", address], tmp_path, preset)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert expected in text and "Traceback" not in text
+    assert _listing(tmp_path) == before
+
+
+def test_sweep_cases_are_documented():
+    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "bad-input.md")
+    text = open(doc).read()
+    missing = [case[0] for case in SWEEP_CASES if f"`{case[0]}`" not in text]
+    assert not missing, f"cases missing from docs/bad-input.md: {missing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray: one local instance for the module (2 CPUs, a small object store)
+
+ray_only = [
+    pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed (pip install 'kerasparse[ray]')"),
+    pytest.mark.skipif(BACKEND != "jax", reason=RAY_ONLY_ON_JAX),
+]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+
+    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@ray_only[0]
+@ray_only[1]
+def test_ray_gives_the_same_table_and_results_as_local(ray_instance, local_sweep, preset,
+                                                       tmp_path):
+    local_table, local_out, _text = local_sweep
+    out = tmp_path / "ray"
+    buf = io.StringIO()
+    table = sweep.run(preset, grid=GRID, out=out, backend=BACKEND, executor="ray",
+                      console=Console(file=buf, force_terminal=True, width=200))
+    assert list(table) == list(local_table)  # the aggregate is identical
+    for record in table.cells:  # and so is every cell's history
+        assert _history(out / record["cell"]) == _history(local_out / record["cell"])
+        assert [a["attempt"] for a in record["attempts"]] == [1]
+    text = buf.getvalue()
+    for word in ("queued", "running", "ray, 1 node(s), 2 CPUs", "best test acc"):
+        assert word in text, word
+
+
+@ray_only[0]
+@ray_only[1]
+def test_ray_retries_a_killed_cell_and_a_dead_worker(ray_instance, local_sweep, preset,
+                                                     tmp_path, monkeypatch):
+    """width=8: its training process is SIGKILLed in epoch 2 (first attempt only): retried, it
+    resumes from the epoch-1 checkpoint. width=16: the Ray worker running it dies while the
+    cell trains; its training process must die with it (else the retry would find the run
+    locked), and the retry starts it again. Both end as the uninterrupted cells."""
+    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@*width=8_*;worker@*width=16_*")
+    out = tmp_path / "ray-faults"
+    table = sweep.run(preset, grid={"lr": [0.05], "width": [8, 16]}, out=out, backend=BACKEND,
+                      executor="ray", progress=False)
+    assert not table.failed and [r["completed"] for r in table] == [1, 1]
+    killed, crashed = table.cells
+    assert [a["error"] for a in killed["attempts"]] == ["killed by SIGKILL", None]
+    assert "worker running it died" in crashed["attempts"][0]["error"]
+    assert crashed["attempts"][1]["error"] is None
+    _, local_out, _ = local_sweep
+    assert "--resume" in killed["attempts"][1]["command"]
+    assert {"--overwrite", "--resume"} & set(crashed["attempts"][1]["command"])
+    for record in table.cells:
+        reference = _history(local_out / record["cell"])
+        resumed = _history(out / record["cell"])
+        assert len(resumed) == len(reference) == 2
+        for a, b in zip(resumed, reference):
+            for key in ("loss", "accuracy", "test_loss", "test_accuracy", "lr"):
+                assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5), key
+    leftover = subprocess.run(["pgrep", "-f", f"--out {out}|--resume {out}"],
+                              capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a training process outlived its Ray worker"
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_ctrl_c_stops_the_running_cells_after_their_batch(executor, request, preset, tmp_path):
+    """SIGINT to the driver: the running cell gets one SIGINT (on Ray through the task's
+    cancellation: Ray starts its workers' children with SIGINT blocked, the launcher unblocks
+    it), stops after its batch with status interrupted and a checkpoint; the queued cell is
+    not started; run() reports interrupted."""
+    if executor == "ray":
+        if not HAVE_RAY:
+            pytest.skip("ray is not installed (pip install 'kerasparse[ray]')")
+        if BACKEND != "jax":
+            pytest.skip(RAY_ONLY_ON_JAX)
+        request.getfixturevalue("ray_instance")
+    out = tmp_path / "sweep"
+    first = out / "width=8_seed=3407"
+
+    finished = threading.Event()
+
+    def interrupt_when_training():
+        while not finished.is_set() and sweep._epochs_done(str(first)) < 2:
+            time.sleep(0.2)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)  # sweep.run's handler is installed by now
+
+    timer = threading.Thread(target=interrupt_when_training, daemon=True)
+    timer.start()
+    try:
+        table = sweep.run(preset, grid={"width": [8, 16]}, sets={"epochs": 500}, out=out,
+                          backend=BACKEND, executor=executor, workers=1, progress=False)
+    finally:
+        finished.set()
+    timer.join(timeout=5)
+    assert table.interrupted
+    assert [c["status"] for c in table.cells] == ["interrupted", "not run"]
+    s = _summary(first)
+    assert s["status"] == "interrupted" and 2 <= s["epochs_done"] < 500
+    assert (first / "checkpoints" / "latest.json").exists()
+    assert "Interrupted" in (out / "logs" / "width=8_seed=3407.log").read_text()
+    assert not (out / "width=16_seed=3407").exists()
+    assert not list(out.glob("*.failed.json"))
+
+
+@ray_only[0]
+@ray_only[1]
+@pytest.mark.parametrize("option,value,expected", [
+    ("--gpus-per-cell", "1", "--gpus-per-cell 1 is more than any node of the Ray cluster has"),
+    ("--cpus-per-cell", "64", "--cpus-per-cell 64 is more than any node of the Ray cluster has"),
+])
+def test_ray_resources_no_node_has(option, value, expected, ray_instance, tmp_path, preset):
+    result, before = _invoke(["--executor", "ray", option, value], tmp_path, preset)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert expected in text
+    assert _listing(tmp_path) == before
