@@ -62,7 +62,7 @@ MEMORY_HEADROOM = 0.9
 
 
 # ---------------------------------------------------------------------------------------------
-# Which cells can be packed
+# Which cells can be packed (the model registry: importing kerasparse.models imports Keras)
 
 
 def _packable_models():
@@ -107,7 +107,10 @@ def _unpackable(config):
 
 def compatible(configs):
     """None if the resolved ``configs`` can be trained as one pack; else one line naming what
-    differs (or what cannot be packed) and what is allowed."""
+    differs (or what cannot be packed) and what is allowed.
+
+    It reads the model registry, whose package imports Keras: choose the backend first (as
+    ``kerasparse models`` does)."""
     configs = list(configs)
     if not configs:
         return "a pack needs at least 1 cell. Received: 0 cells"
@@ -134,7 +137,8 @@ def _signature(config):
 def packs(configs, size):
     """Split cells into packs of at most ``size`` compatible cells (the order kept within
     each group of cells that share every setting but :data:`PER_MEMBER`); a list of lists
-    of indices into ``configs``. ConfigError if ``size`` < 1 or a cell cannot be packed."""
+    of indices into ``configs``. ConfigError if ``size`` < 1 or a cell cannot be packed.
+    Imports Keras (see :func:`compatible`)."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(f"pack size must be a positive integer. Received: pack={size!r}")
     groups = {}
