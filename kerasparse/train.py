@@ -107,6 +107,8 @@ def build_model(config, data):
     for key in ("activation", "norm", "sparsity", "q_star", "v_prime", "depth", "width"):
         if config[key] is not None:
             overrides[key] = config[key]
+    if "width" in overrides and models.model_spec(config["model"]).builder == "DeepCNN":
+        overrides["channels"] = overrides.pop("width")  # DeepCNN calls its width channels
     if not config["topk"]:
         overrides["topk"] = False
     backend = keras.backend.backend()
