@@ -398,34 +398,24 @@ def _load_member_data(config):
 
 
 def _member_train_batches(bundle, start, epochs, steps):
-    """NumPy ``(x, y)`` training batches of epochs ``[start, epochs)``, ``steps`` each: the
-    batches the member's own run sees (``DatasetBundle.train_epochs``: epoch e's order is a
-    pure function of (seed, e))."""
-    ds = bundle.train_epochs(epochs, initial_epoch=start, steps_per_epoch=steps)
-    return ds.as_numpy_iterator()
+    """The training batches of epochs ``[start, epochs)``, ``steps`` each, as a sequence of
+    NumPy ``(x, y)``: the batches the member's own run sees (``DatasetBundle.train_epochs``:
+    epoch e's order is a pure function of (seed, e))."""
+    return bundle.train_epochs(epochs, initial_epoch=start, steps_per_epoch=steps)
 
 
 def _eval_arrays(split, limit=None):
-    """All of a batched evaluation split (``bundle.val`` / ``bundle.test``) as NumPy arrays,
-    in order; the first ``limit`` examples if given (as ``kerasparse train``'s
+    """All of an evaluation split (``bundle.val`` / ``bundle.test``) as NumPy arrays, in
+    order; the first ``limit`` examples if given (as ``kerasparse train``'s
     ``test_examples``)."""
-    xs, ys = [], []
-    for x, y in split.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return (x, y) if limit is None else (x[:limit], y[:limit])
+    return (split if limit is None else split.head(limit)).arrays()
 
 
-def _stacked_batches(iterators, member_keys):
-    """Zip the distinct members' batch iterators; stack each member's batch on axis 1."""
-    while True:
-        batch = {}
-        for key, it in iterators.items():
-            try:
-                batch[key] = next(it)
-            except StopIteration:
-                return
+def _stacked_batches(sequences, member_keys):
+    """Read the distinct members' batch sequences in step; stack each member's batch on
+    axis 1."""
+    for j in range(min(len(s) for s in sequences.values())):
+        batch = {key: s[j] for key, s in sequences.items()}
         yield (np.stack([batch[k][0] for k in member_keys], axis=1),
                np.stack([batch[k][1] for k in member_keys], axis=1))
 

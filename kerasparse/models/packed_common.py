@@ -4,6 +4,7 @@ share: N members of an ordinary :class:`~kerasparse.models.DeepMLP` / ``DeepCNN`
 import keras
 import numpy as np
 
+from kerasparse import eoc_keras
 from kerasparse.layers._elementwise import ElementwiseActivation
 from kerasparse.models._common import (
     check_input_shape,
@@ -18,9 +19,9 @@ MEMBER_KEYS = ("sparsity", "q_star", "v_prime", "activation_params")
 
 
 def _member_activation(setup):
-    """(function name, parameters) of the layer ``setup.activation_layer()`` builds: the
-    member's own activation, exactly as its ordinary model gets it."""
-    layer = setup.activation_layer()
+    """(function name, parameters) of the layer ``eoc_keras.activation_layer(setup)`` builds:
+    the member's own activation, exactly as its ordinary model gets it."""
+    layer = eoc_keras.activation_layer(setup)
     if isinstance(layer, ElementwiseActivation):
         return layer.function_name, dict(layer.params)
     if isinstance(layer, keras.layers.ReLU):
@@ -78,15 +79,15 @@ class PackedEoCNet(keras.Model):
             if i == 1:
                 kernels, biases = [f[0] for f in first], [f[1] for f in first]
             else:
-                kernels = [s.kernel_initializer() for s in setups]
-                biases = [s.bias_initializer() for s in setups]
+                kernels = [eoc_keras.kernel_initializer(s) for s in setups]
+                biases = [eoc_keras.bias_initializer(s) for s in setups]
             x = self._hidden(width, n, kernels, biases, i)(x)
             x = MemberActivation(act_name, act_params, layout=self.layout, name=f"act{i}")(x)
         x = self._head(x, n)
         x = PackedDense(
             num_classes, n,
-            kernel_initializer=[s.kernel_initializer() for s in setups],
-            bias_initializer=[s.bias_initializer() for s in setups],
+            kernel_initializer=[eoc_keras.kernel_initializer(s) for s in setups],
+            bias_initializer=[eoc_keras.bias_initializer(s) for s in setups],
             name="logits",
         )(x)
         outputs = FromMembers(n, name="from_members")(x)
