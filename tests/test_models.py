@@ -148,7 +148,14 @@ def test_wrn_channels_first_gives_the_same_outputs(rng):
     first.set_weights(last.get_weights())  # conv kernels are layout-independent in Keras
     assert first.get_layer("group1_block1_act1").axis == 1
     assert first.get_layer("group1_block1_norm1").axis == 1
-    np.testing.assert_allclose(to_numpy(first(x)), to_numpy(last(x)), rtol=1e-4, atol=1e-4)
+    call_first = first
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow's CPU kernels have no NCHW Conv2D; XLA has (kerasparse refuses NCHW on a
+        # TensorFlow CPU without jit_compile, tests/test_step_options.py).
+        import tensorflow as tf
+
+        call_first = tf.function(first, jit_compile=True)
+    np.testing.assert_allclose(to_numpy(call_first(x)), to_numpy(last(x)), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "compiled"])
