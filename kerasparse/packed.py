@@ -235,27 +235,43 @@ def available_memory():
         return None, "this host"
 
 
-def check_memory(configs, limit=None):
+def _fmt_bytes(n, unit):
+    return f"{n / unit[1]:.1f} {unit[0]}"
+
+
+def _unit(n):
+    """GiB for sizes from 0.1 GiB, else MiB (from 0.1 MiB), else KiB."""
+    for name, size in (("GiB", 2.0**30), ("MiB", 2.0**20)):
+        if n >= 0.1 * size:
+            return name, size
+    return "KiB", 2.0**10
+
+
+def check_memory(configs, limit=None, where=None):
     """ConfigError (one line: what the pack needs, what there is, the largest pack that fits)
     if the estimate of :func:`pack_memory` exceeds ``limit`` bytes (default: 90% of
-    :func:`available_memory`)."""
+    :func:`available_memory`). ``where`` names the limit in the message (default: "the
+    limit given", or the device)."""
     need = pack_memory(configs)
-    where = "the limit given"
     if limit is None:
         free, where = available_memory()
         if free is None:
             return need
         limit = MEMORY_HEADROOM * free
+    elif where is None:
+        where = "the limit given"
     if need["total"] > limit:
         n = len(configs)
         fits = int(limit // (need["total"] / n))
-        gib = 2.0**30
+        unit = _unit(max(need["total"], limit))
+        advice = (f"use packs of at most {fits} cell{'s' if fits > 1 else ''}" if fits >= 1
+                  else "not even one cell fits")
         raise ConfigError(
             f"a pack of {n} cells of {configs[0]['model']} needs about "
-            f"{need['total'] / gib:.1f} GiB (weights, gradients and optimizer state "
-            f"{need['weights'] / gib:.1f} GiB, activations {need['activations'] / gib:.1f} GiB "
-            f"at batch {configs[0]['batch_size']}); {where} allows {limit / gib:.1f} GiB: use "
-            f"packs of at most {max(fits, 0)} cells"
+            f"{_fmt_bytes(need['total'], unit)} (weights, gradients and optimizer state "
+            f"{_fmt_bytes(need['weights'], unit)}, activations "
+            f"{_fmt_bytes(need['activations'], unit)} at batch {configs[0]['batch_size']}); "
+            f"{where} allows {_fmt_bytes(limit, unit)}: {advice}"
         )
     return need
 
