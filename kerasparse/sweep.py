@@ -1046,7 +1046,7 @@ def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
     if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
         raise SweepError(f"--pack must be a whole number >= 1 (cells trained as one program; "
                          f"1: each cell on its own). Received: pack={pack!r}")
-    explicit_memory = _pack_memory(pack_memory)
+    explicit_memory = _pack_memory(pack_memory) if pack > 1 else None
     ex = make_executor(executor, _resolve_backend(backend), workers=workers,
                        cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, address=address)
     the_plan = plan(preset, grid, seeds, sets=sets, out=out, backend=backend)
