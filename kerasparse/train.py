@@ -233,7 +233,7 @@ def _make_runner_callbacks(run):
             if step % CHECK_EVERY == 0:
                 self._check(logs, step)
             if run.interrupted:
-                self.model.stop_training = True
+                self._stop()
             _maybe_fault("batch", run.epoch + 1, step)
             run.steps_done += 1
 
@@ -247,7 +247,14 @@ def _make_runner_callbacks(run):
             # step: where the non-finite loss was seen (checked every CHECK_EVERY steps and
             # at the epoch's end), not necessarily the first bad step.
             run.diverged = {"epoch": run.epoch + 1, "step": step, "loss": float(loss)}
-            self.model.stop_training = True
+            self._stop()
+
+        def _stop(self):
+            # Through ``_model``, not ``self.model``: on jax that property syncs the training
+            # state into the variables, and from Keras' callback thread (async_safe) the sync
+            # races with the next step, which donates those buffers; the metrics then read
+            # deleted arrays ("Buffer has been deleted or donated" after a Ctrl-C).
+            self._model.stop_training = True
 
     class Recorder(keras.callbacks.Callback):
         """Appends the epoch's logs to history.csv and writes the epoch checkpoint."""
