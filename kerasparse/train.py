@@ -540,6 +540,15 @@ def _setup(config):
         )
         model = build_model(config, data)
         controller = build_controller(config)
+        if controller is not None:
+            from kerasparse.layers import GlobalTopK
+
+            if not any(isinstance(layer, GlobalTopK) for layer in model._flatten_layers()):
+                raise ValueError(
+                    f"controller {config['controller']!r} moves the keep ratio of GlobalTopK "
+                    f"sites, and model {config['model']!r} has none; use controller 'none'. "
+                    f"Received: controller={config['controller']!r}"
+                )
     except (ValueError, FileNotFoundError, ks_data.MissingDependencyError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
     return data, model, controller
