@@ -54,7 +54,7 @@ CHECK_EVERY = 50
 # Fault injection for the resume tests (docs/training.md): KERASPARSE_FAULT="batch:E:S" kills
 # the process with SIGKILL after step S of epoch E (1-based); "checkpoint:E" kills it while
 # writing the checkpoint of epoch E (after the weights file, before latest.json moves);
-# "sigint:E:S" / "sigterm:E:S" send the process SIGINT / SIGTERM after step S of epoch E;
+# "sigint:E:S" / "sigterm:E:S" send the process SIGINT / SIGTERM as step S of epoch E begins;
 # "diskfull:E" makes the write of epoch E's weights file fail with ENOSPC (a full disk).
 _FAULT = os.environ.get("KERASPARSE_FAULT", "")
 _FAULT_SIGNALS = {"batch": signal.SIGKILL, "checkpoint": signal.SIGKILL,
@@ -66,7 +66,7 @@ def _maybe_fault(kind, *where):
         sys.stdout.flush()
         if kind == "diskfull":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        os.kill(os.getpid(), _FAULT_SIGNALS[kind])
+        os.kill(os.getpid(), _FAULT_SIGNALS.get(kind, signal.SIGKILL))
 
 
 class Diverged(Exception):
@@ -301,20 +301,28 @@ def _make_runner_callbacks(run):
             run.epoch = epoch
             run.epoch_steps = 0
 
+        def on_train_batch_begin(self, batch, logs=None):
+            # stop_training is set here, in the training loop's thread, never from the batch
+            # end hooks: on jax those run in Keras' callback thread, and a stop set from there
+            # races with the loop (a donated state buffer read after the break). The step
+            # that starts now still runs; the epoch is cut short all the same.
+            for kind in ("sigint", "sigterm"):  # test hook: the signal as step S begins
+                _maybe_fault(kind, run.epoch + 1, int(batch) + 1)
+            if STOP.signum is not None or run.diverged:
+                self.model.stop_training = True
+
         def on_train_batch_end(self, batch, logs=None):
             step = int(batch) + 1
             run.epoch_steps = step
             if step % CHECK_EVERY == 0:
                 self._check(logs, step)
-            for kind in ("sigint", "sigterm"):
-                _maybe_fault(kind, run.epoch + 1, step)
-            if STOP.signum is not None:
-                self.model.stop_training = True
             _maybe_fault("batch", run.epoch + 1, step)
             run.steps_done += 1
 
         def on_epoch_end(self, epoch, logs=None):
             self._check(logs, run.steps)
+            if run.diverged:
+                self.model.stop_training = True  # on_epoch_end runs in the loop's thread
 
         def _check(self, logs, step):
             loss = None if logs is None else logs.get("loss")
@@ -323,7 +331,6 @@ def _make_runner_callbacks(run):
             # step: where the non-finite loss was seen (checked every CHECK_EVERY steps and
             # at the epoch's end), not necessarily the first bad step.
             run.diverged = {"epoch": run.epoch + 1, "step": step, "loss": float(loss)}
-            self.model.stop_training = True
 
     class Recorder(keras.callbacks.Callback):
         """Appends the epoch's logs to history.csv and writes the epoch checkpoint."""
@@ -721,22 +728,22 @@ def _setup(config):
             seed=config["seed"],
             max_train_examples=config["train_examples"],
         )
+        if config["controller"] in ("add", "mult"):
+            # The controller reads its monitor at each epoch's end, before the test evaluation
+            # and the sparsity monitor: only the training metrics (and the validation ones, with
+            # a validation split) are logged by then. Checked here, before anything is written.
+            has_val = data.val is not None
+            logged = ["accuracy", "loss"] + (["val_accuracy", "val_loss"] if has_val else [])
+            if config["monitor"] not in logged:
+                raise ValueError(
+                    f"monitor must be a metric logged before the controller reads it: "
+                    f"{', '.join(logged)}"
+                    + ("" if has_val else " (val_* need validation_split > 0)")
+                    + f". Received: monitor={config['monitor']!r}")
         model = build_model(config, data)
         controller = build_controller(config)
     except (ValueError, FileNotFoundError, ks_data.MissingDependencyError) as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
-    if controller is not None and config["controller"] in ("add", "mult"):
-        # The controller reads its monitor at each epoch's end, before the test evaluation
-        # and the sparsity monitor: only the training metrics (and the validation ones, with
-        # a validation split) are logged by then. Checked here, before anything is written.
-        logged = ["accuracy", "loss"] + (["val_accuracy", "val_loss"] if data.val is not None
-                                         else [])
-        if config["monitor"] not in logged:
-            raise ConfigError(
-                f"monitor must be a metric logged before the controller reads it: "
-                f"{', '.join(logged)}" + ("" if data.val is not None else
-                                          " (val_* need validation_split > 0)")
-                + f". Received: monitor={config['monitor']!r}")
     return data, model, controller
 
 
