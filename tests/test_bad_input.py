@@ -118,6 +118,11 @@ TRAIN_CASES = [
      "nothing was deleted"),
     ("resume-and-overwrite", ["--no-out", "--resume", "USERDIR", "--overwrite"], None,
      "--resume and --overwrite exclude each other"),
+    ("sparsity-on-a-wrn", ["--sparsity", "0.8"], None,
+     "sparsity applies to the edge-of-chaos models only (mlp100x300, cnn50x300)"),
+    ("q-star-on-a-wrn", ["--q-star", "3"], None, "q_star applies to the edge-of-chaos models only"),
+    ("v-prime-on-a-wrn", ["--config", "PRESET"], "v_prime = 0.7\n",
+     "v_prime applies to the edge-of-chaos models only"),
     ("mnist-labels-out-of-range", ["--dataset", "mnist", "--data-dir", "MNIST:labels"], None,
      "mnist training labels from"),
     ("mnist-gz-corrupt", ["--dataset", "mnist", "--data-dir", "MNIST:corrupt"], None,
@@ -477,6 +482,22 @@ def test_signal_during_start_up_stops_cleanly(tmp_path, monkeypatch):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", *SMALL, "--out", str(out)])
     assert_one_line_error(result, 130, "interrupted (SIGINT) during start-up")
+    assert not out.exists()
+
+
+def test_broken_install_is_one_line(tmp_path, monkeypatch):
+    """An ImportError from inside the backend (simulated: a compiled module missing) is one
+    line naming the module, exit 1 (a fault, not a usage error), nothing written."""
+    from kerasparse import train
+
+    def broken(config):
+        raise ImportError("libfoo.so: cannot open shared object file", name="jaxlib._jax")
+
+    monkeypatch.setattr(train, "_setup", broken)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *SMALL, "--out", str(out)])
+    assert_one_line_error(result, 1, "cannot import jaxlib._jax (libfoo.so: cannot open shared "
+                                     "object file); the installation is broken")
     assert not out.exists()
 
 

@@ -207,6 +207,9 @@ def _train(given, ks_config, rundir, step_options, ks_train):
         fail(str(exc), code=1)
     except ks_train.Interrupted as exc:
         fail(str(exc), code=128 + exc.signum)
+    except ImportError as exc:  # a broken install (a backend, a compiled extension)
+        fail(f"cannot import {exc.name or 'a module'} ({exc}); the installation is broken: "
+             "reinstall it (pip install --force-reinstall 'kerasparse[<backend>]')", code=1)
     except KeyboardInterrupt:  # a second SIGINT / SIGTERM: stop at once
         where = resume or out
         fail(f"aborted by a second signal; {where} keeps its last finished epoch's checkpoint "
@@ -263,6 +266,16 @@ def _check_names(config):
             f"unknown dataset {config['dataset']!r}.{suggest(config['dataset'], DATASETS)} "
             f"Allowed: {', '.join(DATASETS)}"
         )
+    spec = MODELS[config["model"]]
+    if not spec.takes_q_star:  # sparsity, q*, V'(q*) define an edge-of-chaos net only
+        eoc = [name for name, spec_ in MODELS.items() if spec_.takes_q_star]
+        for key in ("sparsity", "q_star", "v_prime"):
+            if config[key] is not None:
+                raise UsageError(
+                    f"{key} applies to the edge-of-chaos models only ({', '.join(eoc)}): "
+                    f"their activation and initialisation are solved for (sparsity, v_prime, "
+                    f"q_star); {config['model']!r} would ignore it (and q_star would rescale "
+                    f"its data). Received: {key}={config[key]!r}")
     if config["activation"] is not None:
         allowed = ["relu", *activations.ACTIVATIONS]
         if activations.canonical_name(config["activation"]) not in allowed:
