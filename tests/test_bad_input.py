@@ -501,6 +501,20 @@ def test_broken_install_is_one_line(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_download_import_error_is_not_called_offline(monkeypatch):
+    from kerasparse.data import _sources
+
+    def missing(module, kwargs):
+        raise ImportError("No module named 'requests'", name="requests")
+
+    monkeypatch.setattr(_sources, "_keras_load_data", missing)
+    with pytest.raises(_sources.DownloadError) as info:
+        _sources.download("cifar10")
+    text = str(info.value)
+    assert "a module it needs is missing (No module named 'requests')" in text
+    assert "Offline" not in text
+
+
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(runs, tmp_path):
     """A checkpoint write that fails (ENOSPC, simulated) stops the run with one line saying
     the previous checkpoint is intact; nothing half-written stays; --resume then finishes it
