@@ -66,7 +66,7 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     if hasattr(value, "dtype") and hasattr(value, "tolist"):  # NumPy scalars and arrays
-        return _finite(value.tolist())
+        return _finite(_json_default(value))
     return value
 
 
