@@ -235,27 +235,43 @@ def available_memory():
         return None, "this host"
 
 
-def check_memory(configs, limit=None):
+def _fmt_bytes(n, unit):
+    return f"{n / unit[1]:.1f} {unit[0]}"
+
+
+def _unit(n):
+    """GiB for sizes from 0.1 GiB, else MiB (from 0.1 MiB), else KiB."""
+    for name, size in (("GiB", 2.0**30), ("MiB", 2.0**20)):
+        if n >= 0.1 * size:
+            return name, size
+    return "KiB", 2.0**10
+
+
+def check_memory(configs, limit=None, where=None):
     """ConfigError (one line: what the pack needs, what there is, the largest pack that fits)
     if the estimate of :func:`pack_memory` exceeds ``limit`` bytes (default: 90% of
-    :func:`available_memory`)."""
+    :func:`available_memory`). ``where`` names the limit in the message (default: "the
+    limit given", or the device)."""
     need = pack_memory(configs)
-    where = "the limit given"
     if limit is None:
         free, where = available_memory()
         if free is None:
             return need
         limit = MEMORY_HEADROOM * free
+    elif where is None:
+        where = "the limit given"
     if need["total"] > limit:
         n = len(configs)
         fits = int(limit // (need["total"] / n))
-        gib = 2.0**30
+        unit = _unit(max(need["total"], limit))
+        advice = (f"use packs of at most {fits} cell{'s' if fits > 1 else ''}" if fits >= 1
+                  else "not even one cell fits")
         raise ConfigError(
             f"a pack of {n} cells of {configs[0]['model']} needs about "
-            f"{need['total'] / gib:.1f} GiB (weights, gradients and optimizer state "
-            f"{need['weights'] / gib:.1f} GiB, activations {need['activations'] / gib:.1f} GiB "
-            f"at batch {configs[0]['batch_size']}); {where} allows {limit / gib:.1f} GiB: use "
-            f"packs of at most {max(fits, 0)} cells"
+            f"{_fmt_bytes(need['total'], unit)} (weights, gradients and optimizer state "
+            f"{_fmt_bytes(need['weights'], unit)}, activations "
+            f"{_fmt_bytes(need['activations'], unit)} at batch {configs[0]['batch_size']}); "
+            f"{where} allows {_fmt_bytes(limit, unit)}: {advice}"
         )
     return need
 
@@ -738,6 +754,12 @@ class _Pack:
         self.test_arrays = {
             k: _eval_arrays(b.test, self.config["test_examples"]) for k, b in bundles.items()
         }
+        # The SparsityMonitor batch of each member's own run (bundle.sample), stacked.
+        self.monitor = None
+        if self.config["monitor_batch"]:
+            samples = {k: b.sample(self.config["monitor_batch"])[0] for k, b in bundles.items()}
+            self.monitor = _MemberSparsity(self.model, self.template, self.n,
+                                           np.stack([samples[k] for k in self.keys], axis=1))
 
     def _build_model(self):
         """Each member built under its own seed as in its own run; weights stacked."""
@@ -877,12 +899,19 @@ class _Pack:
         import keras
 
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        # The columns in the order of a kerasparse train run's history.csv: Keras' logs
+        # (train, val), the SparsityMonitor's nz, nz/<site>, then the test metrics.
         columns = [(f"{p}{k}", f"{p}member_{k}") for p in ("", "val_") for k in
                    ("accuracy", "loss")]
-        columns += [(f"test_{k}", f"test_member_{k}") for k in ("accuracy", "loss")]
+        tests = [(f"test_{k}", f"test_member_{k}") for k in ("accuracy", "loss")]
+        nz = self.monitor.measure() if self.monitor is not None else {}
         for m in self.active():
             row = {"epoch": epoch + 1}
             for key, source in columns:
+                if source in logs:
+                    row[key] = float(np.asarray(logs[source])[m.index])
+            row.update({key: float(values[m.index]) for key, values in nz.items()})
+            for key, source in tests:
                 if source in logs:
                     row[key] = float(np.asarray(logs[source])[m.index])
             row["lr"] = lr
@@ -960,6 +989,87 @@ class _Pack:
             m.status = status
             summaries.append(m.write_summary(status, self.n, self.cells))
         return summaries
+
+
+class _MemberSparsity:
+    """What :class:`kerasparse.callbacks.SparsityMonitor` logs in each member's own run
+    (``nz`` and ``nz/<site>``: the fraction of non-zero hidden activations on the member's
+    monitor batch, ``training=False``), for every member at once: one inference pass of the
+    pack on the stacked batches; only the per-member counts leave the compiled step.
+    Inactive (``measure`` returns {}) if the member model has no activation sites, as
+    ``kerasparse train`` then runs no monitor."""
+
+    def __init__(self, packed_model, template, n, x):
+        from kerasparse.callbacks import find_activation_layers
+        from kerasparse.callbacks._sites import unique_names
+
+        self.x = x
+        self.names, self.layers = [], []
+        try:
+            sites = find_activation_layers(template)
+        except ValueError:  # no sites: no monitor in the member's own run either
+            sites = []
+        for site, name in zip(sites, unique_names(sites)):
+            try:
+                layer = packed_model.get_layer(site.name)
+            except ValueError:
+                self.names, self.layers = [], []
+                break
+            self.names.append(name)
+            self.layers.append(layer)
+        self.n = n
+        self.packed_model = packed_model
+        self.counter = None
+
+    def _build(self):
+        import keras
+        from keras import ops
+
+        n, layers = self.n, self.layers
+        sub = keras.Model(self.packed_model.inputs, [layer.output for layer in layers])
+        sizes = []
+        for layer in layers:
+            shape = tuple(layer.output.shape)
+            if getattr(layer, "layout", "members_first") == "channels":
+                sizes.append(int(np.prod(shape[1:-1])) * (shape[-1] // n))
+            else:  # (N, batch, ...)
+                sizes.append(int(np.prod(shape[2:])))
+        self.sizes = sizes  # entries per example and member, per site
+
+        class Counter(keras.Model):
+            def __init__(self):
+                super().__init__(name="member_nonzero")
+                self.sub = sub  # tracked: a compiled predict reads its current variables
+
+            def call(self, x):
+                outputs = self.sub(x, training=False)
+                if not isinstance(outputs, (list, tuple)):
+                    outputs = [outputs]
+                counts = []
+                for layer, out in zip(layers, outputs):
+                    nonzero = ops.cast(ops.not_equal(out, 0), "int32")
+                    if getattr(layer, "layout", "members_first") == "channels":
+                        c = out.shape[-1] // n
+                        counts.append(ops.sum(ops.reshape(nonzero, (-1, n, c)), axis=(0, 2)))
+                    else:
+                        counts.append(ops.sum(ops.reshape(nonzero, (n, -1)), axis=1))
+                return ops.stack(counts)
+
+        self.counter = Counter()
+
+    def measure(self):
+        """``{"nz": array(N), "nz/<site>": array(N), ...}`` ({} without sites)."""
+        if not self.layers:
+            return {}
+        if self.counter is None:
+            self._build()
+        counts = np.asarray(self.counter.predict_on_batch(self.x), dtype=np.int64)  # (sites, N)
+        examples = self.x.shape[0]
+        sizes = np.asarray(self.sizes, dtype=np.int64)[:, None] * examples
+        result = {"nz": counts.sum(axis=0) / sizes.sum(axis=0)}
+        for name, count, size in zip(self.names, counts, sizes):
+            result[f"nz/{name}"] = count / size
+        return result
 
 
 def _numpy(variable):

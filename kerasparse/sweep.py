@@ -15,8 +15,11 @@ Terms:
   subprocess writing its own run directory ``<out>/<cell name>``, exactly what a researcher
   would run by hand, so every cell has its history, summary, checkpoints and plots, and resumes
   like any run;
-- a **job** is what an executor runs: a list of cells (one cell today; packed training will put
-  several cells in one process). :func:`execute_job` runs a job wherever it lands;
+- a **job** is what an executor runs: one cell, or with ``pack=N`` (``--pack N``) a *pack* of up
+  to N compatible cells (:func:`kerasparse.packed.packs`: cells that differ only in seed,
+  sparsity, q*, V') trained as one program by one ``kerasparse train-pack`` subprocess
+  (:func:`kerasparse.packed.train_pack`), which writes every cell's own run directory as
+  ``kerasparse train`` would. :func:`execute_job` runs a job wherever it lands;
 - an **executor** places jobs: ``local`` runs up to ``workers`` jobs at a time, each in a thread
   that waits on its subprocess (one GPU per cell where there are several, else a share of the
   CPU cores); ``ray`` makes each job a Ray task with ``cpus_per_cell`` / ``gpus_per_cell``
@@ -60,6 +63,10 @@ MAX_CELLS = 100_000  # a bigger grid is a typo (--seeds 1000000), not an experim
 PLAN_FILE = "sweep-plan.json"
 LOGS = "logs"
 USAGE_EXIT = 2  # `kerasparse train` refused its input: a retry would fail the same way
+# Bytes a pack may use (a number, or with a K/M/G/T suffix: binary units); default: 90% of
+# the free memory of the device a pack runs on (local executor), checked before the sweep
+# starts, and by each pack's process on its device.
+PACK_MEMORY_ENV = "KERASPARSE_PACK_MEMORY"
 RAY_INSTALL = "pip install 'kerasparse[ray]'"
 # Test hook (docs/training.md): "FAULT@CELL_GLOB[@ATTEMPTS]" entries separated by ";". FAULT is a
 # KERASPARSE_FAULT value (batch:E:S, checkpoint:E) given to the matching cells' train process,
@@ -373,6 +380,62 @@ def train_args(cell, backend, state):
     return args
 
 
+def checkpoint_epoch(path):
+    """The newest epoch for which the cell holds both checkpoint files (0: none). A pack
+    killed between two cells' ``latest.json`` flips leaves some cells pointing at the
+    previous epoch with the new epoch's files written: a packed resume restores those."""
+    folder = os.path.join(path, "checkpoints")
+    try:
+        names = set(os.listdir(folder))
+    except OSError:
+        return 0
+    epochs = [int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".npz")
+              and n[6:10].isdigit() and f"epoch-{n[6:10]}.json" in names]
+    return max(epochs, default=0)
+
+
+def start_key(path):
+    """How a pack starts this unfinished cell: ``("fresh",)`` (new, or started without a
+    checkpoint: trained from the beginning) or ``("resume", epoch)``. Only cells with equal
+    keys are packed together, so that a resumed pack's members all hold the epoch it
+    restores (a pack restores the newest epoch all its members hold)."""
+    epoch = checkpoint_epoch(path)
+    if epoch and os.path.isfile(os.path.join(path, "config.json")):
+        return ("resume", epoch)
+    return ("fresh",)
+
+
+def pack_name(cells):
+    """The name of a pack (its log: ``<out>/logs/<name>.log``): its first cell's and the
+    number of cells."""
+    return f"pack-{cells[0].name}+{len(cells) - 1}"
+
+
+def train_pack_args(cells, backend, key, *, overwrite=False, memory_limit=None):
+    """``-m kerasparse.cli train-pack ...`` for a pack of compatible cells: resume them, or
+    start them with their full configurations (the shared settings as ``--set``, each
+    cell's own seed / sparsity / q* / V' as ``--member``), no preset file needed."""
+    from kerasparse.packed import PER_MEMBER
+
+    args = ["-m", "kerasparse.cli", "train-pack", "--backend", backend]
+    if memory_limit is not None:
+        args += ["--memory-limit", str(int(memory_limit))]
+    if key[0] == "resume":
+        args.append("--resume")
+        for cell in cells:
+            args += ["--cell", cell.path]
+        return args
+    if overwrite:
+        args.append("--overwrite")
+    for key_, value in cells[0].config.items():
+        if key_ not in PER_MEMBER and value != ks_config.FIELDS[key_].default:
+            args += ["--set", f"{key_}={_toml(value)}"]
+    for cell in cells:
+        own = [f"{k}={_toml(cell.config[k])}" for k in PER_MEMBER if cell.config[k] is not None]
+        args += ["--cell", cell.path, "--member", ",".join(own)]
+    return args
+
+
 # Runs the train command: PR_SET_PDEATHSIG makes the kernel kill the training process if the
 # thread (local executor) or Ray worker that waits on it dies, so a killed worker never leaves
 # an orphan holding the run's lock; then the CPU cores of this cell (local executor, CPU
@@ -395,16 +458,22 @@ os.execv(sys.executable, [sys.executable] + sys.argv[3:])
 
 
 def execute_job(spec, control=None):
-    """Run the cells of one job one after another on this machine; one result dict per cell.
+    """Run one job on this machine; one result dict per cell. Without ``pack``, its cells
+    one after another, each a ``kerasparse train`` subprocess; with ``pack``, its cells as
+    one ``kerasparse train-pack`` subprocess (a pack of one cell: ``kerasparse train``).
 
     ``spec`` (plain data, so that it can travel to a Ray worker): ``cells`` (Cell fields),
     ``backend``, ``attempt``, ``env`` (extra environment: threads, GPU), ``cores`` (CPU
     affinity or ""), ``cwd``, ``faults`` ({cell: KERASPARSE_FAULT value}), ``worker_faults``
-    (cells whose worker dies mid-run: a test hook). ``control``: the local executor (it can interrupt the subprocesses).
+    (cells whose worker dies mid-run: a test hook), ``pack`` (bool), ``memory_limit``
+    (bytes a pack may use, or None). ``control``: the local executor (it can interrupt the
+    subprocesses).
     """
+    cells = [Cell(**fields) for fields in spec["cells"]]
+    if spec.get("pack") and len(cells) > 1:
+        return _run_pack(cells, spec, control)
     results = []
-    for fields in spec["cells"]:
-        cell = Cell(**fields)
+    for cell in cells:
         if control is not None and control.stopping.is_set():
             results.append({"cell": cell.name, "returncode": None, "error": "not started",
                             "host": platform.node()})
@@ -413,18 +482,14 @@ def execute_job(spec, control=None):
     return results
 
 
-def _run_cell(cell, spec, control):
-    started = time.time()
-    state = cell_state(cell.path)
-    base = {"cell": cell.name, "attempt": spec["attempt"], "host": platform.node(),
-            "started": started}
-    if state in FINISHED:
-        return {**base, "returncode": 0, "error": None, "finished": started, "command": None}
+def _clean_leftovers(cell):
     if os.path.isdir(cell.path) and _leftovers_only(os.listdir(cell.path)):
         # A run killed before it wrote config.json: only its lock file / temporaries are left.
         for name in os.listdir(cell.path):
             os.unlink(os.path.join(cell.path, name))
-    args = train_args(cell, spec["backend"], state)
+
+
+def _job_env(spec, fault):
     env = dict(os.environ)
     for name in ("KERASPARSE_FAULT", FAULT_ENV):
         env.pop(name, None)
@@ -434,22 +499,113 @@ def _run_cell(cell, spec, control):
         if key in THREAD_VARS and key in os.environ:
             continue  # the user's own thread setting wins
         env[key] = value
-    if cell.name in spec["faults"]:
-        env["KERASPARSE_FAULT"] = spec["faults"][cell.name]
+    if fault:
+        env["KERASPARSE_FAULT"] = fault
+    return env
+
+
+def _launch(args, env, log, spec):
+    cwd = spec.get("cwd")
+    return subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(os.getpid()), spec.get("cores", ""), *args],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+        cwd=cwd if cwd and os.path.isdir(cwd) else None,
+        start_new_session=True,  # Ctrl-C reaches the driver only; it forwards one SIGINT
+    )
+
+
+def _run_pack(cells, spec, control):
+    """The unfinished cells of a pack job as one ``train-pack`` subprocess (normally one:
+    cells that would start differently, see :func:`start_key`, run as separate packs one
+    after another). Its output goes to ``<out>/logs/<pack name>.log``; each cell's own log
+    gets a line naming that log and one with the pack's result."""
+    results = {}
+    started = time.time()
+    groups = {}
+    for cell in cells:
+        if control is not None and control.stopping.is_set():
+            results[cell.name] = {"cell": cell.name, "returncode": None, "error": "not started",
+                                  "host": platform.node()}
+        elif cell_state(cell.path) in FINISHED:
+            results[cell.name] = {"cell": cell.name, "attempt": spec["attempt"],
+                                  "host": platform.node(), "started": started, "returncode": 0,
+                                  "error": None, "finished": started, "command": None}
+        else:
+            _clean_leftovers(cell)
+            groups.setdefault(start_key(cell.path), []).append(cell)
+    for key, group in groups.items():
+        if control is not None and control.stopping.is_set():
+            for cell in group:
+                results[cell.name] = {"cell": cell.name, "returncode": None,
+                                      "error": "not started", "host": platform.node()}
+        elif len(group) == 1:
+            results[group[0].name] = _run_cell(group[0], spec, control)
+        else:
+            for result in _run_pack_process(group, key, spec, control):
+                results[result["cell"]] = result
+    return [results[c.name] for c in cells]
+
+
+def _run_pack_process(cells, key, spec, control):
+    started = time.time()
+    overwrite = key[0] == "fresh" and any(cell_state(c.path) == "started" for c in cells)
+    args = train_pack_args(cells, spec["backend"], key, overwrite=overwrite,
+                           memory_limit=spec.get("memory_limit"))
+    fault = next((spec["faults"][c.name] for c in cells if c.name in spec["faults"]), None)
+    env = _job_env(spec, fault)
+    name = pack_name(cells)
+    logs = os.path.join(os.path.dirname(cells[0].path), LOGS)
+    log_path = os.path.join(logs, name + ".log")
+    os.makedirs(logs, exist_ok=True)
+    header = (f"=== attempt {spec['attempt']} on {platform.node()} at "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+    for cell in cells:
+        with open(os.path.join(logs, cell.name + ".log"), "ab") as f:
+            f.write(f"{header}: in {name} ({len(cells)} cells, one program); its output: "
+                    f"{log_path}\n".encode())
+    with open(log_path, "ab") as log:
+        offset = log.tell()
+        log.write(f"{header}: python {' '.join(args)}\n".encode())
+        log.flush()
+        proc = _launch(args, env, log, spec)
+        if control is not None:
+            control.register(name, proc)
+        worker_fault = any(c.name in spec.get("worker_faults", ()) for c in cells)
+        try:
+            returncode = _wait(proc, cells[0], worker_fault)
+        finally:
+            if control is not None:
+                control.unregister(name)
+    error = error_line(log_path, offset, returncode)
+    for cell in cells:
+        with open(os.path.join(logs, cell.name + ".log"), "ab") as f:
+            f.write(f"=== {name} exited with code {returncode}"
+                    f"{': ' + error if error else ''}\n".encode())
+    finished = time.time()
+    command = [os.path.basename(sys.executable), *args]
+    return [{"cell": c.name, "attempt": spec["attempt"], "host": platform.node(),
+             "started": started, "returncode": returncode, "finished": finished,
+             "error": error, "command": command, "log": log_path} for c in cells]
+
+
+def _run_cell(cell, spec, control):
+    started = time.time()
+    state = cell_state(cell.path)
+    base = {"cell": cell.name, "attempt": spec["attempt"], "host": platform.node(),
+            "started": started}
+    if state in FINISHED:
+        return {**base, "returncode": 0, "error": None, "finished": started, "command": None}
+    _clean_leftovers(cell)
+    args = train_args(cell, spec["backend"], state)
+    env = _job_env(spec, spec["faults"].get(cell.name))
     log_path = os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    cwd = spec.get("cwd")
     with open(log_path, "ab") as log:
         offset = log.tell()
         log.write(f"=== attempt {spec['attempt']} on {platform.node()} at "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}: python {' '.join(args)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, str(os.getpid()), spec.get("cores", ""), *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=cwd if cwd and os.path.isdir(cwd) else None,
-            start_new_session=True,  # Ctrl-C reaches the driver only; it forwards one SIGINT
-        )
+        proc = _launch(args, env, log, spec)
         if control is not None:
             control.register(cell.name, proc)
         try:
@@ -459,7 +615,7 @@ def _run_cell(cell, spec, control):
                 control.unregister(cell.name)
     return {**base, "returncode": returncode, "finished": time.time(),
             "error": error_line(log_path, offset, returncode),
-            "command": [os.path.basename(sys.executable), *args]}
+            "command": [os.path.basename(sys.executable), *args], "log": log_path}
 
 
 def _wait(proc, cell, worker_fault):
@@ -871,34 +1027,50 @@ class SweepTable(list):
 
 def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
         executor="local", workers=None, cpus_per_cell=None, gpus_per_cell=None, address=None,
-        retries=1, dry_run=False, progress=True, console=None):
+        retries=1, pack=1, pack_memory=None, dry_run=False, progress=True, console=None):
     """Run ``preset`` over ``grid`` x ``seeds``; return the aggregate table (a SweepTable).
 
     ``grid``: ``{key: [values]}`` (or ``["key=v1,v2"]``); ``seeds``: a count or a list;
     ``sets``: ``{key: value}`` for every cell; ``executor``: ``"local"`` (``workers`` at a
     time, ``cpus_per_cell`` threads each on a CPU machine) or ``"ray"`` (``cpus_per_cell``,
     ``gpus_per_cell``, ``address``); ``retries``: how often a failed cell is tried again;
+    ``pack``: train up to this many compatible cells as one program (1: each cell on its
+    own; see :func:`pack_jobs`); ``pack_memory``: bytes a pack may use (default
+    $KERASPARSE_PACK_MEMORY, else 90% of the device's free memory);
     ``dry_run``: validate and list the cells, write nothing. Bad input raises SweepError (a
     ConfigError) before anything is written. Failed cells do not raise: see
     ``table.failed``.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise SweepError(f"retries must be a whole number >= 0. Received: retries={retries!r}")
+    if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+        raise SweepError(f"--pack must be a whole number >= 1 (cells trained as one program; "
+                         f"1: each cell on its own). Received: pack={pack!r}")
+    explicit_memory = _pack_memory(pack_memory) if pack > 1 else None
     ex = make_executor(executor, _resolve_backend(backend), workers=workers,
                        cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, address=address)
     the_plan = plan(preset, grid, seeds, sets=sets, out=out, backend=backend)
+    if pack > 1:
+        check_packs(the_plan, pack, ex, explicit_memory)
     faults = _parse_faults(os.environ.get(FAULT_ENV, ""))
     if console is None:
         from rich.console import Console
 
         console = Console()
     if dry_run:
+        where = {}
+        if pack > 1:
+            todo = [c for c in the_plan.cells if cell_state(c.path) not in FINISHED]
+            for k, job in enumerate(pack_jobs(todo, pack), 1):
+                for cell in job.cells:
+                    where[cell.name] = f" (pack {k}: {len(job.cells)} cells)"
         for cell in the_plan.cells:
             state = cell_state(cell.path)
             action = {"completed": "skip (completed)", "diverged": "skip (diverged)",
                       "resumable": "resume", "started": "restart", "new": "run"}[state]
             if progress:
-                console.print(f"{cell.path}  {action}", highlight=False, markup=False)
+                console.print(f"{cell.path}  {action}{where.get(cell.name, '')}",
+                              highlight=False, markup=False)
         return SweepTable(aggregate(the_plan), the_plan.out)
     try:
         ex.start()  # Ray: start or join, check the resources (SweepError: nothing written)
@@ -907,8 +1079,9 @@ def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
         except OSError as exc:
             raise SweepError(f"cannot create --out {the_plan.out!r}: {exc.strerror}") from None
         with rundir.RunLock(the_plan.out):
-            _write_plan(the_plan, ex)
-            driver = _Driver(the_plan, ex, retries, faults, console if progress else None)
+            _write_plan(the_plan, ex, pack)
+            driver = _Driver(the_plan, ex, retries, faults, console if progress else None,
+                             pack=pack, memory_limit=explicit_memory)
             records, interrupted = driver.run()
             rows = aggregate(the_plan)
             write_table(the_plan.out, rows)
@@ -920,7 +1093,7 @@ def run(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None,
         for record in records:
             if record["status"] == "failed":
                 console.print(f"failed: {record['cell']}: {record['error']} (log: "
-                              f"{os.path.join(the_plan.out, LOGS, record['cell'] + '.log')})",
+                              f"{record['log']})",
                               highlight=False, markup=False, soft_wrap=True)
     return table
 
@@ -941,7 +1114,125 @@ def _parse_faults(text):
     return faults
 
 
-def _write_plan(the_plan, ex):
+def _pack_memory(value):
+    """The explicit pack memory limit in bytes (``pack_memory=``, else $KERASPARSE_PACK_MEMORY),
+    or None."""
+    source = "pack_memory"
+    if value is None:
+        value = os.environ.get(PACK_MEMORY_ENV, "").strip() or None
+        source = PACK_MEMORY_ENV
+        if value is None:
+            return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)i?B?\s*", value, re.IGNORECASE)
+        if not match:
+            raise SweepError(f"{source} must be a number of bytes, optionally with K, M, G or T "
+                             f"(binary units). Received: {value!r}")
+        value = float(match[1]) * 1024 ** " KMGT".index(match[2].upper() or " ")
+    if isinstance(value, bool) or not _finite(value) or value <= 0:
+        raise SweepError(f"{source} must be a number of bytes > 0. Received: {value!r}")
+    return int(value)
+
+
+def _host_available():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gpu_free(gpus):
+    """Free MiB -> bytes of the listed GPUs (nvidia-smi; {} if it cannot tell)."""
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    free = {}
+    for line in result.stdout.splitlines() if result.returncode == 0 else []:
+        index, _, mib = (part.strip() for part in line.partition(","))
+        if index in gpus and mib.isdigit():
+            free[index] = int(mib) * 2**20
+    return free
+
+
+def _memory_limit(ex):
+    """(bytes a pack may use, what that is) where the driver can tell without starting a
+    backend: the local executor's GPUs (nvidia-smi) or this host; (None, None) on Ray (each
+    pack checks its own device when it starts)."""
+    from kerasparse.packed import MEMORY_HEADROOM
+
+    if ex.name != "local":
+        return None, None
+    if ex.gpus:
+        free = _gpu_free(ex.gpus)
+        if len(free) != len(ex.gpus):
+            return None, None
+        gpu = min(free, key=free.get)
+        sharing = math.ceil(ex.workers / len(ex.gpus))
+        where = f"90% of GPU {gpu}'s free memory" + (
+            f" shared by {sharing} packs at a time" if sharing > 1 else "")
+        return MEMORY_HEADROOM * free[gpu] / sharing, where
+    available = _host_available()
+    if available is None:
+        return None, None
+    where = "90% of this host's available memory" + (
+        f" shared by {ex.workers} packs at a time (--workers)" if ex.workers > 1 else "")
+    return MEMORY_HEADROOM * available / ex.workers, where
+
+
+def pack_jobs(cells, size, attempt=1):
+    """The jobs of the cells still to run, packs of at most ``size`` cells: cells are packed
+    together only when they share every setting but seed, sparsity, q* and V'
+    (:func:`kerasparse.packed.packs`) and would start the same way (:func:`start_key`: all
+    new, or all resuming from the same epoch). In the order of their first cell; packs of
+    one cell run as ordinary ``kerasparse train`` cells. ``size`` 1: one job per cell."""
+    if size == 1:
+        return [Job([cell], attempt) for cell in cells]
+    from kerasparse import packed
+
+    kinds = {}
+    for cell in cells:
+        kinds.setdefault(start_key(cell.path), []).append(cell)
+    jobs = []
+    for group in kinds.values():
+        for members in packed.packs([c.config for c in group], size):
+            jobs.append(Job([group[i] for i in members], attempt))
+    order = {c.name: i for i, c in enumerate(cells)}
+    return sorted(jobs, key=lambda job: order[job.cells[0].name])
+
+
+def check_packs(the_plan, size, ex, limit=None):
+    """SweepError (one line, nothing written) unless every cell can be packed and every pack
+    of the cells still to run fits in memory (``limit`` bytes, else what the local executor's
+    device has free: see :func:`_memory_limit`)."""
+    from kerasparse import packed
+
+    for cell in the_plan.cells:
+        reason = packed._unpackable(cell.config)
+        if reason:
+            where = f"cell {cell.name}: " if len(the_plan.cells) > 1 else ""
+            raise SweepError(f"--pack {size}: {where}{reason}; run it with --pack 1")
+    where = PACK_MEMORY_ENV if limit is not None else None
+    if limit is None:
+        limit, where = _memory_limit(ex)
+        if limit is None:
+            return
+    todo = [c for c in the_plan.cells if cell_state(c.path) not in FINISHED]
+    for job in pack_jobs(todo, size):
+        if len(job.cells) > 1:
+            try:
+                packed.check_memory([c.config for c in job.cells], limit, where=where)
+            except ks_config.ConfigError as exc:
+                raise SweepError(f"--pack {size}: {exc}") from None
+
+
+def _write_plan(the_plan, ex, pack=1):
     import kerasparse
 
     rundir.atomic_write_json(os.path.join(the_plan.out, PLAN_FILE), {
@@ -951,6 +1242,7 @@ def _write_plan(the_plan, ex):
         "sets": the_plan.sets,
         "backend": the_plan.backend,
         "executor": ex.name,
+        "pack": pack,
         "cells": [c.name for c in the_plan.cells],
         "kerasparse": kerasparse.__version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -960,8 +1252,11 @@ def _write_plan(the_plan, ex):
 class _Driver:
     """Submits jobs, retries failed cells, records failures, shows progress."""
 
-    def __init__(self, the_plan, ex, retries, faults, console):
+    def __init__(self, the_plan, ex, retries, faults, console, pack=1, memory_limit=None):
         self.plan = the_plan
+        self.pack = pack
+        self.memory_limit = memory_limit
+        self.packs = 0  # packs submitted so far (their number in the table's "where")
         self.ex = ex
         self.retries = retries
         self.faults = faults
@@ -971,8 +1266,12 @@ class _Driver:
         self.index = {c.name: i for i, c in enumerate(the_plan.cells, 1)}
         self.records = {c.name: {"cell": c.name, "path": c.path, "status": "queued",
                                  "attempts": [], "error": None, "where": "", "epoch": 0,
-                                 "best": None} for c in the_plan.cells}
+                                 "best": None, "log": self._log(c)} for c in the_plan.cells}
         self.jobs = {}  # id(job) -> job, submitted and not finished
+
+    @staticmethod
+    def _log(cell):
+        return os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log")
 
     # -- events
     def say(self, cell, text):
@@ -985,6 +1284,7 @@ class _Driver:
 
     def run(self):
         queue = deque()
+        todo = []
         for cell in self.plan.cells:
             state = cell_state(cell.path)
             record = self.records[cell.name]
@@ -995,10 +1295,14 @@ class _Driver:
             else:
                 if state == "resumable":
                     self.say(cell.name, "interrupted earlier, will resume from its checkpoint")
-                queue.append(Job([cell]))
+                todo.append(cell)
+        queue.extend(pack_jobs(todo, self.pack))
         if self.console is not None:
+            packs = sum(len(job.cells) > 1 for job in queue)
             self.console.print(f"sweep {self.plan.out}: {len(self.cells)} cells, "
-                               f"{len(queue)} to run; {self.ex.describe()}",
+                               f"{len(todo)} to run"
+                               f"{f' ({packs} packs)' if self.pack > 1 else ''}; "
+                               f"{self.ex.describe()}",
                                highlight=False, markup=False, soft_wrap=True)
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
@@ -1052,6 +1356,7 @@ class _Driver:
             "attempt": job.attempt,
             "cwd": os.getcwd(),
             "faults": {}, "worker_faults": [],
+            "pack": self.pack > 1, "memory_limit": self.memory_limit,
         }
         for fault, pattern, attempts in self.faults:
             for cell in job.cells:
@@ -1062,13 +1367,17 @@ class _Driver:
                         spec["faults"][cell.name] = fault
         where = self.ex.submit(job, spec)
         self.jobs[id(job)] = job
+        packed = self.pack > 1 and len(job.cells) > 1
+        if packed:
+            self.packs += 1
         for cell in job.cells:
             record = self.records[cell.name]
-            record["where"] = where
+            record["where"] = f"{where}, pack {self.packs}" if packed else where
             record["status"] = "starting" if self.ex.name == "ray" else "running"
             record["submitted"] = time.time()
             if job.attempt == 1:
-                self.say(cell.name, f"started ({where})")
+                self.say(cell.name, f"started ({where}; pack {self.packs} of {len(job.cells)} "
+                                    "cells)" if packed else f"started ({where})")
 
     def poll(self):
         for job in list(self.jobs.values()):
@@ -1090,6 +1399,8 @@ class _Driver:
                 "error": f"the worker running it died ({_first_line(exc)})" if exc else "no result",
             }
             result["attempt"] = job.attempt
+            if result.get("log"):
+                record["log"] = result["log"]
             record["attempts"].append({k: result.get(k) for k in (
                 "attempt", "returncode", "error", "host", "started", "finished", "command")})
             state = cell_state(cell.path)
@@ -1117,8 +1428,8 @@ class _Driver:
             record["status"] = "failed"
             self._write_failed(cell, record, result)
             self.say(cell.name, f"failed: {result['error']}")
-        if again:
-            queue.appendleft(Job(again, job.attempt + 1))
+        if again:  # in packs again where they pack (a killed pack resumes as one)
+            queue.extendleft(reversed(pack_jobs(again, self.pack, job.attempt + 1)))
 
     def _write_failed(self, cell, record, result):
         rundir.atomic_write_json(cell.path + ".failed.json", {
@@ -1128,7 +1439,7 @@ class _Driver:
             "error": result.get("error"),
             "command": result.get("command"),
             "host": result.get("host"),
-            "log": os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".log"),
+            "log": record["log"],
             "attempts": record["attempts"],
         })
 

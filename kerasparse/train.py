@@ -322,7 +322,7 @@ def _make_runner_callbacks(run):
         def on_epoch_end(self, epoch, logs=None):
             self._check(logs, run.steps)
             if run.diverged:
-                self.model.stop_training = True  # on_epoch_end runs in the loop's thread
+                self._model.stop_training = True  # on_epoch_end runs in the loop's thread
 
         def _check(self, logs, step):
             loss = None if logs is None else logs.get("loss")

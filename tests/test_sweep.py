@@ -94,8 +94,10 @@ def test_local_sweep_runs_every_cell_and_aggregates_from_the_run_directories(loc
         assert s["config"]["width"] == row["width"] and s["backend"] == BACKEND
         assert (row["runs"], row["completed"], row["diverged"], row["failed"]) == (1, 1, 0, 0)
         assert row["median_best_test_accuracy"] == s["best_test_accuracy"]
-        assert row["measured_sparsity"] is None  # the MLP has no top-k sites, nz is not logged
-        assert len(_history(cell)) == 2 and (cell / "training.png").exists()
+        history = _history(cell)
+        # The MLP's CReLU sites are measured (SparsityMonitor): 1 - nz of the last epoch.
+        assert row["measured_sparsity"] == pytest.approx(1 - float(history[-1]["nz"]))
+        assert len(history) == 2 and (cell / "training.png").exists()
     with open(out / "sweep.json") as f:
         assert json.load(f) == list(table)
     with open(out / "sweep.csv", newline="") as f:
@@ -334,6 +336,142 @@ def test_importing_kerasparse_sweep_imports_neither_keras_nor_ray():
 
 
 # ---------------------------------------------------------------------------------------------
+# Packed sweeps (--pack N): compatible cells trained as one `kerasparse train-pack` process
+
+PACK_GRID = {"sparsity": [0.8, 0.85, 0.9]}  # 3 cells that differ only in sparsity: one pack
+
+
+def _same_history(got, ref):
+    a, b = _history(ref), _history(got)
+    assert len(a) == len(b) == 2
+    assert list(a[0]) == list(b[0])  # the same columns (nz and nz/<site> included), same order
+    for ra, rb in zip(a, b):
+        for key in ra:
+            assert float(rb[key]) == pytest.approx(float(ra[key]), rel=1e-5, abs=1e-6), key
+
+
+def _same_table(got, ref):
+    assert [list(r) for r in got] == [list(r) for r in ref]  # the same cells and columns
+    for rg, rr in zip(got, ref):
+        for key, value in rr.items():
+            assert rg[key] == (value if not isinstance(value, float)
+                               else pytest.approx(value, rel=1e-5, abs=1e-6)), key
+
+
+@pytest.fixture(scope="module")
+def unpacked_sweep(preset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("unpacked") / "sweep"
+    table = sweep.run(preset, grid=PACK_GRID, out=out, backend=BACKEND, workers=2,
+                      progress=False)
+    assert not table.failed
+    return table, out
+
+
+def test_a_killed_packed_sweep_resumes_and_gives_what_the_unpacked_sweep_gives(
+        unpacked_sweep, preset, tmp_path, monkeypatch):
+    """--pack 3: the 3 cells run as one train-pack process, SIGKILLed in epoch 2 (after every
+    cell's epoch-1 checkpoint); with retries=0 the 3 cells are recorded failed. The same
+    command again (through the command line) resumes them as one pack from epoch 1, and
+    every cell's run directory then holds what the --pack 1 sweep's holds: the same files,
+    history (loss, accuracy, nz per site, test metrics; float tolerance) and aggregate row.
+    (An uninterrupted pack against separate runs: tests/test_packed.py.)"""
+    ref_table, ref_out = unpacked_sweep
+    out = tmp_path / "packed"
+    names = [r["cell"] for r in ref_table.cells]
+    pack_log = out / "logs" / f"pack-{names[0]}+2.log"
+    monkeypatch.setenv(sweep.FAULT_ENV, "batch:2:1@sparsity=0.85_*")
+    table = sweep.run(preset, grid=PACK_GRID, out=out, backend=BACKEND, pack=3, retries=0,
+                      progress=False)
+    assert table.failed == names
+    for name in names:
+        with open(out / f"{name}.failed.json") as f:
+            failed = json.load(f)
+        assert failed["error"] == "killed by SIGKILL" and failed["log"] == str(pack_log)
+        assert "train-pack" in failed["command"] and failed["command"].count("--member") == 3
+        with open(out / name / "checkpoints" / "latest.json") as f:
+            assert json.load(f)["epoch"] == 1
+    monkeypatch.delenv(sweep.FAULT_ENV)
+
+    result = runner.invoke(app, ["sweep", str(preset), "--grid", "sparsity=0.8,0.85,0.9",
+                                 "--pack", "3", "--out", str(out), "--backend", BACKEND])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert "3 to run (1 packs)" in text and text.count("pack 1 of 3 cells") == 3
+    assert not list(out.glob("*.failed.json"))
+    with open(out / "sweep.json") as f:
+        _same_table(json.load(f), list(ref_table))
+    for i, name in enumerate(names):
+        _same_history(out / name, ref_out / name)
+        s = _summary(out / name)
+        assert s["status"] == "completed"
+        assert s["packed"] == {"size": 3, "index": i, "cells": names}
+        assert sorted(os.listdir(out / name)) == sorted(os.listdir(ref_out / name))
+        # Each cell's log names the pack's log, which holds the one process' output.
+        log = (out / "logs" / f"{name}.log").read_text()
+        assert log.count(f"its output: {pack_log}") == 2
+    text = pack_log.read_text()
+    assert text.count("=== attempt") == 2 and "train-pack --backend" in text
+    assert "--resume --cell" in text
+    with open(out / sweep.PLAN_FILE) as f:
+        assert json.load(f)["pack"] == 3
+
+
+def test_pack_jobs_group_compatible_cells_that_start_the_same_way(tmp_path, preset):
+    """Only cells that differ in seed / sparsity / q* / V' share a pack (a grid over width
+    gives a pack per width), at most N per pack; a cell resuming from a checkpoint is packed
+    only with cells resuming from the same epoch."""
+    the_plan = sweep.plan(preset, grid={"width": [8, 16]}, seeds=3, out=tmp_path / "s",
+                          backend=BACKEND)
+    cells = the_plan.cells
+    names = [[c.name for c in job.cells] for job in sweep.pack_jobs(cells, 2)]
+    assert names == [["width=8_seed=3407", "width=8_seed=3408"], ["width=8_seed=3409"],
+                     ["width=16_seed=3407", "width=16_seed=3408"], ["width=16_seed=3409"]]
+    assert [len(j.cells) for j in sweep.pack_jobs(cells, 1)] == [1] * 6
+    assert [len(j.cells) for j in sweep.pack_jobs(cells, 10)] == [3, 3]
+    os.makedirs(os.path.join(cells[1].path, "checkpoints"))
+    with open(os.path.join(cells[1].path, "config.json"), "w") as f:
+        json.dump(cells[1].config, f)
+    for ext in ("npz", "json"):
+        open(os.path.join(cells[1].path, "checkpoints", f"epoch-0001.{ext}"), "w").close()
+    assert sweep.start_key(cells[1].path) == ("resume", 1)
+    names = [[c.name for c in job.cells] for job in sweep.pack_jobs(cells[:3], 3)]
+    assert names == [["width=8_seed=3407", "width=8_seed=3409"], ["width=8_seed=3408"]]
+
+
+def test_train_pack_args_carry_the_full_configs(tmp_path, preset):
+    """A new pack's command gives `kerasparse train-pack` exactly each cell's config: the
+    shared settings once (--set), each cell's seed / sparsity / q* / V' (--member)."""
+    the_plan = sweep.plan(preset, grid={"sparsity": [0.8, 0.9], "q_star": [1.0, 3.0]},
+                          seeds=2, sets={"data_dir": 'd "x"\\y', "v_prime": 0.7},
+                          out=tmp_path / "s", backend=BACKEND)
+    cells = the_plan.cells
+    args = sweep.train_pack_args(cells, BACKEND, ("fresh",))
+    sets = dict(ks_config.parse_assignment(args[i + 1]) for i, a in enumerate(args)
+                if a == "--set")
+    dirs = [args[i + 1] for i, a in enumerate(args) if a == "--cell"]
+    members = [args[i + 1] for i, a in enumerate(args) if a == "--member"]
+    assert dirs == [c.path for c in cells] and len(members) == len(cells)
+    for cell, member in zip(cells, members):
+        own = dict(ks_config.parse_assignment(m) for m in member.split(","))
+        assert ks_config.resolve(overrides={**sets, **own}) == cell.config
+    resume = sweep.train_pack_args(cells, BACKEND, ("resume", 3))
+    assert "--resume" in resume and "--set" not in resume and "--member" not in resume
+
+
+def test_an_optimizer_that_cannot_be_packed_is_refused(monkeypatch, tmp_path, preset):
+    """Every optimizer kerasparse offers (sgd, adam) packs exactly; one that did not (here:
+    adam, declared unpackable for the test) is refused before anything is written."""
+    from kerasparse import packed
+
+    monkeypatch.setattr(packed, "PACKABLE_OPTIMIZERS", ("sgd",))
+    result, before = _invoke(["--pack", "2", "--grid", "optimizer=sgd,adam"], tmp_path, preset)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, text
+    assert "cell optimizer=adam_seed=3407: optimizer 'adam' cannot be packed exactly" in text
+    assert _listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad input: one line, exit 2, no traceback, nothing written (mirrored in docs/bad-input.md)
 
 # (id, arguments after `sweep PRESET` (OUT, FILE, SWEEPDIR replaced), expected text)
@@ -374,6 +512,19 @@ SWEEP_CASES = [
     ("cells-too-many", ["--grid", "lr=" + ",".join(f"0.{i:03d}1" for i in range(1000)),
                         "--seeds", "101"], "this sweep has 101000 cells; at most 100000"),
     ("executor-unknown", ["--executor", "slurm"], "'slurm' is not one of"),
+    ("pack-zero", ["--pack", "0"], "--pack must be a whole number >= 1"),
+    ("pack-negative", ["--pack", "-2"], "--pack must be a whole number >= 1"),
+    ("pack-model-not-packable", ["--pack", "2", "--grid", "model=mlp100x300,wrn16-1"],
+     "--pack 2: cell model=wrn16-1_seed=3407: model 'wrn16-1' cannot be packed; packable "
+     "models: mlp100x300, cnn50x300"),
+    ("pack-controller", ["--pack", "2", "--set", "controller=mult"],
+     "controller 'mult' cannot be packed"),
+    ("pack-devices", ["--pack", "2", "--set", "devices=2"], "devices=2 cannot be packed"),
+    ("pack-out-of-memory", ["--pack", "3", "--grid", "sparsity=0.8,0.85,0.9",
+                            "ENV:KERASPARSE_PACK_MEMORY=2M"],
+     "a pack of 3 cells of mlp100x300 needs about"),
+    ("pack-memory-not-a-size", ["--pack", "2", "ENV:KERASPARSE_PACK_MEMORY=lots"],
+     "KERASPARSE_PACK_MEMORY must be a number of bytes"),
 ]
 
 
@@ -400,7 +551,12 @@ def _preset_values():
 def _invoke(args, tmp_path, preset):
     argv = ["sweep", str(preset)]
     made = None
+    env = {}
     for arg in args:
+        if arg.startswith("ENV:"):
+            key, _, value = arg[4:].partition("=")
+            env[key] = value
+            continue
         if arg == "MISSING":
             argv[1] = str(tmp_path / "missing.toml")
             continue
@@ -427,7 +583,7 @@ def _invoke(args, tmp_path, preset):
         argv += ["--out", str(tmp_path / "out")]
     argv += ["--backend", BACKEND]
     before = _listing(tmp_path)
-    result = runner.invoke(app, argv)
+    result = runner.invoke(app, argv, env=env or None)
     return result, before
 
 

@@ -10,6 +10,7 @@ from kerasparse.cli import bench_cmd, compare_cmd  # noqa: F401,E402
 from kerasparse.cli import eoc_cmd  # noqa: F401,E402
 from kerasparse.cli import models_cmd  # noqa: F401,E402
 from kerasparse.cli import train_cmd, report_cmd, sweep_cmd  # noqa: F401,E402
+from kerasparse.cli import pack_cmd  # noqa: F401,E402
 
 
 def main():

@@ -58,6 +58,12 @@ def sweep(
     retries: Annotated[
         int, typer.Option("--retries", help="Retries of a failed cell before it is marked failed.")
     ] = 1,
+    pack: Annotated[
+        int,
+        typer.Option("--pack", help="Train up to N cells as one program (cells that differ "
+                     "only in seed, sparsity, q_star, v_prime; packable models and optimizers "
+                     "only); 1: each cell on its own."),
+    ] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the cells only.")] = False,
 ):
     """Run PRESET over a grid of config values and seeds; aggregate a results table."""
@@ -70,7 +76,7 @@ def sweep(
             preset, grid=grid or [], seeds=seeds, sets=set_ or [], out=out,
             backend=backend.value if backend is not None else None, executor=executor.value,
             workers=workers, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
-            address=address, retries=retries, dry_run=dry_run, console=console,
+            address=address, retries=retries, pack=pack, dry_run=dry_run, console=console,
         )
     except (ks_config.ConfigError, rundir.RunDirError) as exc:
         fail(str(exc))
