@@ -105,7 +105,8 @@ def _on_signal(signum, frame):
     STOP.signum = signum
     # os.write, not print: a print interrupted by the handler would re-enter the stream.
     with contextlib.suppress(OSError):
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping at the last finished epoch's "
+        os.write(2, f"\nInterrupted ({signal.Signals(signum).name}): stopping at the last "
+                    "finished epoch's "
                     "checkpoint (send it again to abort now)\n".encode())
 
 
