@@ -10,6 +10,7 @@ when both paths are on one file system, hence the temporary file next to the tar
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 
@@ -49,8 +50,24 @@ def atomic_write_text(path, text):
 
 
 def atomic_write_json(path, obj, indent=2):
-    """Write ``obj`` as JSON (NumPy scalars and arrays as numbers and lists), atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON (NumPy scalars and arrays as numbers and lists; a NaN or
+    infinity as null, which strict readers accept where a bare ``NaN`` is invalid),
+    atomically. Writers that must say which non-finite value it was add a field for it
+    (summary.json's ``diverged.loss_non_finite``)."""
+    text = json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "dtype") and hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return _finite(_json_default(value))
+    return value
 
 
 def read_json(path):

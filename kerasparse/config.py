@@ -31,12 +31,23 @@ def _num(low=None, high=None, low_open=False, high_open=False):
             return False
         return True
 
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
+    lo = "-inf" if low is None else (str(low) if isinstance(low, int) else f"{low:g}")
+    hi = "inf" if high is None else (str(high) if isinstance(high, int) else f"{high:g}")
     text = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (
         ")" if high_open or high is None else "]"
     )
     return check, f"a number in {text}"
+
+
+# Upper bounds of the integer settings: each number must fit what it feeds (a 32-bit seed,
+# the step counter of the schedule, array sizes) instead of overflowing deep in a backend.
+MAX_SEED = 2**32 - 1  # NumPy's and the backends' seed range
+MAX_EPOCHS = 1_000_000
+MAX_COUNT = 2**31 - 1  # batch sizes, step counts, example counts, widths: int32
+
+
+def _count(low=1, high=MAX_COUNT):
+    return _num(low, high)
 
 
 def _choice(options):
@@ -58,15 +69,15 @@ class Field:
 FIELDS = {
     "model": Field(str, "wrn28-4", help="model name from the registry (kerasparse models)"),
     "dataset": Field(str, "cifar10", help="dataset name (embedded, cifar10, mnist, ...)"),
-    "epochs": Field(int, 500, _num(1), "number of epochs"),
-    "batch_size": Field(int, 128, _num(1), "batch size"),
+    "epochs": Field(int, 500, _count(1, MAX_EPOCHS), "number of epochs"),
+    "batch_size": Field(int, 128, _count(), "batch size"),
     "lr": Field(float, 0.1, _num(0, low_open=True), "initial learning rate"),
     "optimizer": Field(str, "sgd", _choice(OPTIMIZERS), "optimizer"),
     "momentum": Field(float, 0.9, _num(0, 1, high_open=True), "SGD momentum"),
     "nesterov": Field(bool, True, help="Nesterov momentum"),
     "weight_decay": Field(float, 0.0, _num(0), "decoupled weight decay"),
     "schedule": Field(str, "cosine", _choice(SCHEDULES), "learning-rate schedule"),
-    "seed": Field(int, 3407, _num(0), "seed for Python, NumPy, the backend and data order"),
+    "seed": Field(int, 3407, _count(0, MAX_SEED), "seed for Python, NumPy, the backend and data order"),
     "controller": Field(str, "none", _choice(CONTROLLERS), "keep-ratio controller"),
     "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio (constant)"),
     "step": Field(float, 0.01, _num(0, 1, low_open=True), "additive controller step"),
@@ -85,17 +96,17 @@ FIELDS = {
     "sparsity": Field(float, None, _num(0, 1, True, True), "EoC target sparsity s", True),
     "q_star": Field(float, None, _num(0, low_open=True), "EoC fixed-point variance q*", True),
     "v_prime": Field(float, None, _num(0, 1, True, True), "EoC target V'(q*)", True),
-    "depth": Field(int, None, _num(1), "model depth override", True),
-    "width": Field(int, None, _num(1), "model width override", True),
+    "depth": Field(int, None, _count(), "model depth override", True),
+    "width": Field(int, None, _count(), "model width override", True),
     "augment": Field(bool, False, help="random crop + flip (off: the paper's setting)"),
     "validation_split": Field(float, 0.0, _num(0, 1, high_open=True), "held-out fraction"),
     "data_dir": Field(str, None, help="folder of the dataset's standard files (layout "
                       "detected) or a tensorflow-datasets data_dir", optional=True),
     "files_dir": Field(str, None, help="folder of standard distribution files (data_dir's "
                        "older name, files only)", optional=True),
-    "train_examples": Field(int, None, _num(1), "use only the first N training examples", True),
-    "test_examples": Field(int, None, _num(1), "evaluate on the first N test examples", True),
-    "steps_per_epoch": Field(int, None, _num(1), "cap on steps per epoch", True),
+    "train_examples": Field(int, None, _count(), "use only the first N training examples", True),
+    "test_examples": Field(int, None, _count(), "evaluate on the first N test examples", True),
+    "steps_per_epoch": Field(int, None, _count(), "cap on steps per epoch", True),
     "precision": Field(str, "float32", _choice(PRECISIONS), "dtype policy"),
     # The step's speed options (kerasparse.step_options): same results, another way to run.
     "data_format": Field(
@@ -109,13 +120,13 @@ FIELDS = {
         normalize=lambda v: str(v).lower() if isinstance(v, bool) else v,
     ),
     "steps_per_execution": Field(
-        int, 1, _num(1), "training steps per compiled call (jax, tensorflow)"
+        int, 1, _count(), "training steps per compiled call (jax, tensorflow)"
     ),
-    "devices": Field(int, 1, _num(1), "data-parallel devices (jax, tensorflow)"),
+    "devices": Field(int, 1, _count(1, 65536), "data-parallel devices (jax, tensorflow)"),
     "device": Field(str, "auto", _choice(("auto", "cpu", "gpu")),
                     "device kind: auto (a GPU if the backend sees one), cpu, gpu (required)"),
-    "monitor_batch": Field(int, 256, _num(0), "SparsityMonitor batch (0: off)"),
-    "checkpoint_every": Field(int, 1, _num(1), "checkpoint every N epochs"),
+    "monitor_batch": Field(int, 256, _count(0), "SparsityMonitor batch (0: off)"),
+    "checkpoint_every": Field(int, 1, _count(), "checkpoint every N epochs"),
 }
 
 
@@ -191,6 +202,11 @@ def load_toml(path):
         raise ConfigError(f"config path is a directory, not a TOML file: {path}") from None
     except tomllib.TOMLDecodeError as exc:  # message carries "(at line L, column C)"
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the bytes as UTF-8 first
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); a preset is UTF-8 TOML") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
     for name, value in data.items():
         if isinstance(value, dict):
             raise ConfigError(

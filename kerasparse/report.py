@@ -13,15 +13,34 @@ def load_run(path):
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
         raise rundir.RunDirError(f"{path!r} is not a kerasparse run directory (no config.json)")
-    config = rundir.read_json(config_path)
+    config = rundir.read_json_object(config_path)
     history = []
     history_path = os.path.join(path, "history.csv")
     if os.path.isfile(history_path):
-        with open(history_path, newline="") as f:
-            history = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        history = _read_history(history_path)
     summary_path = os.path.join(path, "summary.json")
-    summary = rundir.read_json(summary_path) if os.path.isfile(summary_path) else None
+    summary = rundir.read_json_object(summary_path) if os.path.isfile(summary_path) else None
     return config, history, summary
+
+
+def _read_history(path):
+    """history.csv as rows of numbers (RunDirError naming the file if it is damaged)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError:
+        raise rundir.RunDirError(f"{path} is damaged: not UTF-8 text (expected the CSV "
+                                 "table kerasparse writes)") from None
+    except csv.Error as exc:
+        raise rundir.RunDirError(f"{path} is damaged ({exc})") from None
+    except OSError as exc:
+        raise rundir.RunDirError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row or not isinstance(_num(row.get("epoch")), float):
+            raise rundir.RunDirError(
+                f"{path} is damaged: line {line} is not a row of the table (each row starts "
+                "with its epoch number and has one value per column)")
+    return [{k: _num(v) for k, v in row.items()} for row in rows]
 
 
 def _num(text):
@@ -34,7 +53,8 @@ def _num(text):
 
 
 def _series(history, key):
-    return [row.get(key) for row in history]
+    """The column ``key`` as floats (None where missing or not a number)."""
+    return [v if isinstance(v := row.get(key), float) else None for row in history]
 
 
 def plot_run(path, filename="training.png"):
@@ -66,7 +86,7 @@ def plot_run(path, filename="training.png"):
         if any(v is not None for v in values):
             ax.plot(epochs, values, color=style, label=label, lw=1.4)
     best = None if summary is None else summary.get("best_test_accuracy")
-    if best is not None:
+    if isinstance(best, int | float) and not isinstance(best, bool):
         ax.axhline(best, color="tab:red", ls=":", lw=1)
         ax.set_title(
             f"{config.get('model')} on {config.get('dataset')}, controller "

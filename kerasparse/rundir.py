@@ -3,6 +3,7 @@
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 
@@ -14,17 +15,66 @@ class RunDirError(Exception):
     """A run directory that cannot be used as asked (reported as a one-line usage error)."""
 
 
-def check(out, *, resume=False, overwrite=False):
+def read_json_object(path):
+    """The JSON object (dict) in ``path``: the one reader of the JSON files of a run
+    (config.json, summary.json, checkpoints/latest.json and the state files). A missing,
+    unreadable, non-UTF-8, invalid or non-object file raises RunDirError naming the file
+    (a one-line usage error on the command line, never a traceback)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except OSError as exc:
+        raise RunDirError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path} is damaged: not UTF-8 text (expected a JSON object)") from None
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is damaged: not valid JSON ({exc}); expected a JSON "
+                          "object") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path} is damaged: it holds a JSON {type(value).__name__}, "
+                          "expected a JSON object")
+    return value
+
+
+def is_run_directory(out):
+    """True if ``out`` holds a config.json written by kerasparse (a JSON object with the
+    run keys every kerasparse run records): the only kind of folder --overwrite may empty."""
+    try:
+        config = read_json_object(os.path.join(out, "config.json"))
+    except RunDirError:
+        return False
+    return all(key in config for key in ("model", "dataset", "epochs", "seed"))
+
+
+def _check_parent(out, flag):
+    """The nearest existing ancestor of ``out`` must be a writable directory."""
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise RunDirError(f"{flag} {out!r} is under {parent!r}, which is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"{flag} {out!r} cannot be created: {parent!r} is not writable")
+
+
+def check(out, *, resume=False, overwrite=False, flag="--out"):
     """Raise RunDirError unless ``out`` can be used as asked; writes nothing.
 
     A non-empty ``out`` is refused unless ``resume`` (continue it) or ``overwrite`` (delete
-    its contents first) is given; ``resume`` needs an existing run directory.
+    its contents first) is given; ``resume`` needs an existing run directory, and
+    ``overwrite`` empties only a kerasparse run directory (never a user's other folder).
     """
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite exclude each other")
-    exists = os.path.isdir(out) and bool(os.listdir(out))
     if os.path.exists(out) and not os.path.isdir(out):
-        raise RunDirError(f"--out {out!r} exists and is not a directory")
+        raise RunDirError(f"{flag} {out!r} exists and is not a directory")
+    if not os.path.exists(out):
+        _check_parent(out, flag)
+    exists = os.path.isdir(out) and bool(os.listdir(out))
     if resume:
         if not os.path.isfile(os.path.join(out, "config.json")):
             raise RunDirError(
@@ -36,6 +86,14 @@ def check(out, *, resume=False, overwrite=False):
             f"run directory {out!r} already exists and is not empty; pass --resume to "
             "continue it or --overwrite to replace it (its results will be deleted)"
         )
+    if exists and overwrite and not is_run_directory(out):
+        raise RunDirError(
+            f"--overwrite refused: {out!r} is not a kerasparse run directory (no config.json "
+            "written by kerasparse); it may hold other results, so nothing was deleted. "
+            "Choose another --out or empty it yourself"
+        )
+    if exists and not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirError(f"run directory {out!r} is not writable")
 
 
 def prepare(out, *, overwrite=False):
@@ -51,7 +109,10 @@ def prepare(out, *, overwrite=False):
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--out {out!r} cannot be created ({exc.strerror or exc})") from None
 
 
 class RunLock:
@@ -62,8 +123,14 @@ class RunLock:
         self._fd = None
 
     def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only run directory or file system
+            raise RunDirError(
+                f"cannot lock run directory {os.path.dirname(self.path)!r} "
+                f"({exc.strerror or exc}); is it read-only?"
+            ) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -25,6 +25,7 @@ before :func:`run`.
 import contextlib
 import csv
 import datetime
+import errno
 import io
 import math
 import os
@@ -33,7 +34,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -49,18 +53,87 @@ CHECK_EVERY = 50
 
 # Fault injection for the resume tests (docs/training.md): KERASPARSE_FAULT="batch:E:S" kills
 # the process with SIGKILL after step S of epoch E (1-based); "checkpoint:E" kills it while
-# writing the checkpoint of epoch E (after the weights file, before latest.json moves).
+# writing the checkpoint of epoch E (after the weights file, before latest.json moves);
+# "sigint:E:S" / "sigterm:E:S" send the process SIGINT / SIGTERM as step S of epoch E begins;
+# "diskfull:E" makes the write of epoch E's weights file fail with ENOSPC (a full disk).
 _FAULT = os.environ.get("KERASPARSE_FAULT", "")
+_FAULT_SIGNALS = {"batch": signal.SIGKILL, "checkpoint": signal.SIGKILL,
+                  "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}
 
 
 def _maybe_fault(kind, *where):
     if _FAULT and _FAULT == ":".join([kind, *map(str, where)]):
         sys.stdout.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "diskfull":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.kill(os.getpid(), _FAULT_SIGNALS.get(kind, signal.SIGKILL))
 
 
 class Diverged(Exception):
     pass
+
+
+class Interrupted(Exception):
+    """SIGINT / SIGTERM before training started: nothing was trained (``signum`` says which)."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
+class CheckpointWriteError(Exception):
+    """A checkpoint (or history.csv) could not be written (a full disk, an I/O error); the
+    previous checkpoint is intact. A fault, not a usage error (exit code 1)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM (docs/training.md, "Ctrl-C"): the first signal only sets STOP; the run
+# stops at the end of the current batch, an epoch cut short is never recorded or
+# checkpointed, and the run keeps the last finished epoch's checkpoint (status "interrupted",
+# resumable exactly). A second signal aborts at once (KeyboardInterrupt).
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class STOP:
+    signum = None  # the first SIGINT / SIGTERM received under stop_on_signals(), else None
+
+
+def _on_signal(signum, frame):
+    if STOP.signum is not None:
+        raise KeyboardInterrupt
+    STOP.signum = signum
+    # os.write, not print: a print interrupted by the handler would re-enter the stream.
+    with contextlib.suppress(OSError):
+        os.write(2, f"\nInterrupted ({signal.Signals(signum).name}): stopping at the last "
+                    "finished epoch's "
+                    "checkpoint (send it again to abort now)\n".encode())
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT and SIGTERM set :class:`STOP` instead of raising, for the life of the block
+    (nested blocks share the outer one's state; outside the main thread it does nothing)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is _on_signal):
+        yield
+        return
+    STOP.signum = None
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, _on_signal)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _raise_if_stopped(where):
+    if STOP.signum is not None:
+        raise Interrupted(
+            f"interrupted ({signal.Signals(STOP.signum).name}) {where}", STOP.signum
+        )
 
 
 def versions(backend):
@@ -205,7 +278,7 @@ def _make_runner_callbacks(run):
         """Evaluates the test split at each epoch end: ``test_loss``, ``test_accuracy``."""
 
         def on_epoch_end(self, epoch, logs=None):
-            if logs is None or run.test_ds is None:
+            if logs is None or run.test_ds is None or run.cut_short():
                 return
             result = self.model.evaluate(run.test_ds, verbose=0, return_dict=True)
             for key, value in result.items():
@@ -227,18 +300,30 @@ def _make_runner_callbacks(run):
 
         def on_epoch_begin(self, epoch, logs=None):
             run.epoch = epoch
+            run.epoch_steps = 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            # stop_training is set here, in the training loop's thread, never from the batch
+            # end hooks: on jax those run in Keras' callback thread, and a stop set from there
+            # races with the loop (a donated state buffer read after the break). The step
+            # that starts now still runs; the epoch is cut short all the same.
+            for kind in ("sigint", "sigterm"):  # test hook: the signal as step S begins
+                _maybe_fault(kind, run.epoch + 1, int(batch) + 1)
+            if STOP.signum is not None or run.diverged:
+                self.model.stop_training = True
 
         def on_train_batch_end(self, batch, logs=None):
             step = int(batch) + 1
+            run.epoch_steps = step
             if step % CHECK_EVERY == 0:
                 self._check(logs, step)
-            if run.interrupted:
-                self._stop()
             _maybe_fault("batch", run.epoch + 1, step)
             run.steps_done += 1
 
         def on_epoch_end(self, epoch, logs=None):
             self._check(logs, run.steps)
+            if run.diverged:
+                self._model.stop_training = True  # on_epoch_end runs in the loop's thread
 
         def _check(self, logs, step):
             loss = None if logs is None else logs.get("loss")
@@ -247,14 +332,6 @@ def _make_runner_callbacks(run):
             # step: where the non-finite loss was seen (checked every CHECK_EVERY steps and
             # at the epoch's end), not necessarily the first bad step.
             run.diverged = {"epoch": run.epoch + 1, "step": step, "loss": float(loss)}
-            self._stop()
-
-        def _stop(self):
-            # Through ``_model``, not ``self.model``: on jax that property syncs the training
-            # state into the variables, and from Keras' callback thread (async_safe) the sync
-            # races with the next step, which donates those buffers; the metrics then read
-            # deleted arrays ("Buffer has been deleted or donated" after a Ctrl-C).
-            self._model.stop_training = True
 
     class Recorder(keras.callbacks.Callback):
         """Appends the epoch's logs to history.csv and writes the epoch checkpoint."""
@@ -265,6 +342,8 @@ def _make_runner_callbacks(run):
         def on_epoch_end(self, epoch, logs=None):
             if run.diverged or logs is None:
                 return  # never record or checkpoint a garbage epoch
+            if run.cut_short():
+                return  # an epoch cut short by a signal is not done: never recorded
             row = {"epoch": epoch + 1}
             row.update({k: _scalar(v) for k, v in logs.items()})
             row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -272,9 +351,27 @@ def _make_runner_callbacks(run):
             if run.controller is not None:
                 row["resets"] = run.controller.resets
             run.history.append(row)
-            run.write_history()
-            if (epoch + 1) % run.config["checkpoint_every"] == 0 or epoch + 1 == run.config["epochs"]:
-                run.save_checkpoint(self.model, epoch + 1)
+            # The checkpoint first, then history.csv: a failed checkpoint write leaves
+            # history.csv at the previous checkpoint, never a row ahead of it. A stop signal
+            # forces a checkpoint (with checkpoint_every > 1 the stop point gets one).
+            due = ((epoch + 1) % run.config["checkpoint_every"] == 0
+                   or epoch + 1 == run.config["epochs"] or STOP.signum is not None)
+            what = "checkpoint"
+            try:
+                if due:
+                    run.save_checkpoint(self.model, epoch + 1)
+                what = "history.csv"
+                run.write_history()
+            except OSError as exc:
+                run.history.pop()
+                kept = run.last_checkpoint
+                where = ("no earlier checkpoint exists" if kept is None else
+                         f"the checkpoint of epoch {kept} is intact")
+                raise CheckpointWriteError(
+                    f"cannot write the {what}"
+                    f" of epoch {epoch + 1} in {run.out} ({exc.strerror or exc}); {where}; "
+                    f"free some space and resume with: kerasparse train --resume {run.out}"
+                ) from None
 
     class Progress(keras.callbacks.Callback):
         """A compact rich progress bar per epoch and one line per finished epoch (the Keras
@@ -350,14 +447,19 @@ class Run:
         self.controller = None
         self.test_ds = None
         self.diverged = None
-        self.interrupted = False
         self.epoch = 0
+        self.epoch_steps = 0  # steps finished in the current epoch
+        self.last_checkpoint = None  # epoch of the newest valid checkpoint, if any
         self.steps_done = 0  # training steps finished in this process
         self.started = time.time()
         self.wall_before = 0.0  # wall time of earlier (resumed) segments
         self.device_names = None
         self.device_kind = None
         self.step_options = None
+
+    def cut_short(self):
+        """True at the end of an epoch that a stop signal cut short (not all its steps)."""
+        return STOP.signum is not None and self.epoch_steps < self.steps
 
     # -- files
     def path(self, *parts):
@@ -385,6 +487,7 @@ class Run:
                   for i, v in enumerate(_all_variables(model))}
         with rundir.atomic_write(self.path(CHECKPOINTS, f"{stem}.npz"), "wb") as f:
             np.savez(f, **arrays)
+            _maybe_fault("diskfull", epoch)
         _maybe_fault("checkpoint", epoch)
         state = {
             "epoch": epoch,
@@ -397,34 +500,73 @@ class Run:
         rundir.atomic_write_json(self.path(CHECKPOINTS, f"{stem}.json"), state)
         rundir.atomic_write_json(self.path(CHECKPOINTS, "latest.json"),
                                  {"epoch": epoch, "weights": f"{stem}.npz", "state": f"{stem}.json"})
+        self.last_checkpoint = epoch
         for name in os.listdir(self.path(CHECKPOINTS)):  # keep the two newest epochs
             if name.startswith("epoch-") and name[6:10].isdigit() and int(name[6:10]) < epoch - 1:
                 os.unlink(self.path(CHECKPOINTS, name))
 
     def load_checkpoint(self, model):
-        """Restore from latest.json; returns the number of finished epochs (0 if none)."""
+        """Restore from latest.json; returns the number of finished epochs (0 if none).
+
+        Everything is read and checked (pointer, weights file, shapes, state) before the
+        first variable is assigned; a damaged or mismatched file raises RunDirError naming it.
+        """
         latest = self.path(CHECKPOINTS, "latest.json")
         if not os.path.exists(latest):
             return 0
-        pointer = rundir.read_json(latest)
-        with np.load(self.path(CHECKPOINTS, pointer["weights"])) as data:
-            arrays = [data[f"v{i:05d}"] for i in range(len(data.files))]
+        pointer = rundir.read_json_object(latest)
+        epoch, weights, state_name = (pointer.get(k) for k in ("epoch", "weights", "state"))
+        if not (isinstance(epoch, int) and not isinstance(epoch, bool)
+                and 1 <= epoch <= self.config["epochs"]):
+            raise rundir.RunDirError(
+                f"{latest} is damaged: 'epoch' must be an integer in [1, "
+                f"{self.config['epochs']}]. Received: epoch={epoch!r}")
+        for key, name in (("weights", weights), ("state", state_name)):
+            if not isinstance(name, str) or not name or os.path.basename(name) != name:
+                raise rundir.RunDirError(
+                    f"{latest} is damaged: {key!r} must name a file in {CHECKPOINTS}/. "
+                    f"Received: {key}={name!r}")
+        weights_path = self.path(CHECKPOINTS, weights)
+        if not os.path.isfile(weights_path):
+            raise rundir.RunDirError(f"{weights_path} is missing ({latest} points to it)")
+        arrays = _read_weights(weights_path)
         variables = _all_variables(model)
         if len(arrays) != len(variables):
             raise rundir.RunDirError(
-                f"checkpoint {pointer['weights']} holds {len(arrays)} variables, the model "
+                f"checkpoint {weights_path} holds {len(arrays)} variables, the model "
                 f"has {len(variables)}: the run directory does not match its config"
             )
         for v, a in zip(variables, arrays):
+            if tuple(v.shape) != tuple(a.shape):
+                raise rundir.RunDirError(
+                    f"checkpoint {weights_path} does not match the model: {v.path} has shape "
+                    f"{tuple(v.shape)}, the checkpoint {tuple(a.shape)} (the run's config.json "
+                    "no longer describes the model that wrote it)")
+        state_path = self.path(CHECKPOINTS, state_name)
+        state = rundir.read_json_object(state_path)
+        try:
+            history = state["history"]
+            if not (isinstance(history, list) and len(history) == epoch
+                    and all(isinstance(row, dict) for row in history)):
+                raise ValueError(f"'history' must be a list of {epoch} epoch rows")
+            wall_before = float(state.get("wall_time_s", 0.0))
+            python_random = _python_rng(state["python_random"])
+            numpy_random = tuple(state["numpy_random"])
+            random.Random().setstate(python_random)
+            np.random.RandomState().set_state(numpy_random)
+            if self.controller is not None and state.get("controller") is not None:
+                self.controller.set_state(state["controller"])
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            detail = f"no {exc} entry" if isinstance(exc, KeyError) else str(exc)
+            raise rundir.RunDirError(f"{state_path} is damaged ({detail})") from None
+        for v, a in zip(variables, arrays):
             v.assign(a)
-        state = rundir.read_json(self.path(CHECKPOINTS, pointer["state"]))
-        self.history = state["history"]
-        self.wall_before = state.get("wall_time_s", 0.0)
-        if self.controller is not None and state.get("controller") is not None:
-            self.controller.set_state(state["controller"])
-        random.setstate(_python_rng(state["python_random"]))
-        np.random.set_state(tuple(state["numpy_random"]))
-        return int(pointer["epoch"])
+        self.history = history
+        self.wall_before = wall_before
+        random.setstate(python_random)
+        np.random.set_state(numpy_random)
+        self.last_checkpoint = epoch
+        return epoch
 
     # -- summary
     def summary(self, status):
@@ -441,7 +583,7 @@ class Run:
             "best_test_accuracy": None if best is None else best["test_accuracy"],
             "best_epoch": None if best is None else best["epoch"],
             "final": final,
-            "diverged": self.diverged,
+            "diverged": _diverged_record(self.diverged),
             "wall_time_s": round(self.wall_before + time.time() - self.started, 3),
             "backend": self.backend,
             "seed": self.config["seed"],
@@ -454,6 +596,17 @@ class Run:
             "finished": datetime.datetime.now().isoformat(timespec="seconds"),
             "config": self.config,
         }
+
+
+def _diverged_record(diverged):
+    """The divergence record for summary.json: a non-finite loss is written as null (strict
+    JSON has no NaN) with ``loss_non_finite`` saying which value it was."""
+    if diverged is None:
+        return None
+    loss = diverged["loss"]
+    if math.isfinite(loss):
+        return dict(diverged)
+    return {**diverged, "loss": None, "loss_non_finite": str(loss)}
 
 
 def _remove_fresh_run(out):
@@ -470,6 +623,23 @@ def _remove_fresh_run(out):
             os.unlink(path)
     with contextlib.suppress(OSError):
         os.rmdir(out)
+
+
+def _read_weights(path):
+    """The arrays v00000, v00001, ... of a checkpoint .npz (RunDirError if it is damaged)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with data:
+            names = [f"v{i:05d}" for i in range(len(data.files))]
+            return [np.asarray(data[name]) for name in names]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, EOFError):
+            reason = "empty or truncated"
+        raise rundir.RunDirError(
+            f"checkpoint {path} is damaged ({reason}); it cannot be restored") from None
 
 
 def _all_variables(model):
@@ -495,14 +665,34 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
     ``resume=True`` continues ``out`` from its latest checkpoint with its saved config.
     Bad input (config, data source, model arguments) raises before anything is written.
     """
-    if resume:
-        rundir.check(out, resume=True)
-        saved = rundir.read_json(os.path.join(out, "config.json"))
-        config = resolve(overrides={k: v for k, v in saved.items() if k != "backend"})
-    else:
-        if config is None:
-            raise ConfigError("no configuration given")
-        rundir.check(out, overwrite=overwrite)
+    with stop_on_signals():
+        if resume:
+            rundir.check(out, resume=True)
+            config = saved_config(out)
+        else:
+            if config is None:
+                raise ConfigError("no configuration given")
+            rundir.check(out, overwrite=overwrite)
+        return _run(out, config, resume, overwrite, verbose)
+
+
+def saved_config(out):
+    """The resolved config of run directory ``out`` from its config.json; a damaged file or
+    value raises RunDirError / ConfigError naming the file."""
+    from kerasparse import config as ks_config
+
+    path = os.path.join(out, "config.json")
+    saved = {k: v for k, v in rundir.read_json_object(path).items() if k != "backend"}
+    try:
+        return resolve(overrides=ks_config.validate(saved, source=path))
+    except ConfigError as exc:
+        message = str(exc)
+        if not message.startswith(path):
+            message = f"{path}: {message.removeprefix('command line: ')}"
+        raise ConfigError(message) from None
+
+
+def _run(out, config, resume, overwrite, verbose):
     from kerasparse import distribution
 
     with contextlib.ExitStack() as stack:
@@ -512,6 +702,7 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
         except ValueError as exc:
             raise ConfigError(str(exc).splitlines()[0]) from None
         setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
+        _raise_if_stopped("during start-up; nothing was trained or written")
         if not resume:
             rundir.prepare(out, overwrite=overwrite)
         with rundir.RunLock(out):
@@ -538,6 +729,18 @@ def _setup(config):
             seed=config["seed"],
             max_train_examples=config["train_examples"],
         )
+        if config["controller"] in ("add", "mult"):
+            # The controller reads its monitor at each epoch's end, before the test evaluation
+            # and the sparsity monitor: only the training metrics (and the validation ones, with
+            # a validation split) are logged by then. Checked here, before anything is written.
+            has_val = data.val is not None
+            logged = ["accuracy", "loss"] + (["val_accuracy", "val_loss"] if has_val else [])
+            if config["monitor"] not in logged:
+                raise ValueError(
+                    f"monitor must be a metric logged before the controller reads it: "
+                    f"{', '.join(logged)}"
+                    + ("" if has_val else " (val_* need validation_split > 0)")
+                    + f". Received: monitor={config['monitor']!r}")
         model = build_model(config, data)
         controller = build_controller(config)
         if controller is not None:
@@ -563,10 +766,11 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     backend = keras.backend.backend()
     if resume:
         summary_path = os.path.join(out, "summary.json")
-        if os.path.exists(summary_path) and rundir.read_json(summary_path)["status"] == "completed":
+        previous = rundir.read_json_object(summary_path) if os.path.exists(summary_path) else {}
+        if previous.get("status") == "completed":
             if verbose:
                 print(f"{out}: already completed; nothing to resume")
-            return rundir.read_json(summary_path)
+            return previous
     else:
         rundir.atomic_write_json(os.path.join(out, "config.json"), {**config, "backend": backend})
 
@@ -608,21 +812,16 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     test_eval, guard, recorder, progress = _make_runner_callbacks(state)
     cbs += [test_eval, guard, recorder] + ([progress] if verbose else [])
 
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame):
-        if state.interrupted:  # a second Ctrl-C: stop now
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        state.interrupted = True
-        print("\nInterrupted: stopping after this batch (Ctrl-C again to abort now)")
-
     status = "completed"
+    if STOP.signum is not None:  # a signal during start-up: nothing trained in this process
+        if not resume:
+            _remove_fresh_run(out)
+        _raise_if_stopped("during start-up; nothing was trained" + (
+            "" if resume else " or kept"))
     if start < config["epochs"]:
         # Epoch e's batches are a pure function of (seed, e): a resumed run replays them.
         train_ds = data.train_epochs(config["epochs"], initial_epoch=start, steps_per_epoch=steps)
         val = data.val
-        signal.signal(signal.SIGINT, on_sigint)
         try:
             model.fit(
                 train_ds,
@@ -644,20 +843,22 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
             raise step_options.CompileFailed(
                 step_options.compile_failure_message(exc, backend)
             ) from exc
-        finally:
-            signal.signal(signal.SIGINT, previous)
     if state.diverged:
         status = "diverged"
+        kept = state.last_checkpoint
+        where = ("no epoch finished, so there is no checkpoint" if kept is None else
+                 f"the last good checkpoint, {out}/{CHECKPOINTS}/epoch-{kept:04d}.npz "
+                 f"(epoch {kept}), is kept")
         print(
             f"Diverged: non-finite loss ({state.diverged['loss']}) at epoch "
-            f"{state.diverged['epoch']}, step {state.diverged['step']}; the last good checkpoint "
-            f"(epoch {len(state.history)}) is kept in {out}/{CHECKPOINTS}"
+            f"{state.diverged['epoch']}, step {state.diverged['step']}; {where}"
         )
     elif len(state.history) < config["epochs"]:
         status = "interrupted"
+        why = "" if STOP.signum is None else f" ({signal.Signals(STOP.signum).name})"
         print(
-            f"Stopped after epoch {len(state.history)} of {config['epochs']}; resume with: "
-            f"kerasparse train --resume {out}"
+            f"Stopped{why} after epoch {len(state.history)} of {config['epochs']} (an epoch "
+            f"cut short is not recorded); resume with: kerasparse train --resume {out}"
         )
     if status == "completed":
         model.save(os.path.join(out, "model.keras"))

@@ -151,7 +151,9 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(reference_run, tmp_p
     assert killed.returncode == -signal.SIGKILL
     assert not os.path.exists(out / "summary.json")
     done_before = len(history(out)) if os.path.exists(out / "history.csv") else 0
-    assert done_before == (2 if fault.startswith("batch") else 2)
+    # history.csv is written after the epoch's checkpoint (issue 16): a kill inside the
+    # epoch-2 checkpoint leaves it at epoch 1, with latest.json, never a row ahead.
+    assert done_before == (2 if fault.startswith("batch") else 1)
     with open(out / "checkpoints" / "latest.json") as f:
         # A kill inside the epoch-2 checkpoint leaves latest.json at epoch 1.
         assert json.load(f)["epoch"] == (2 if fault.startswith("batch") else 1)
@@ -178,10 +180,22 @@ def test_divergence_stops_cleanly(tmp_path):
     result = train(*TINY, "--lr", "1e30", "--set", "schedule=\"constant\"", "--out", str(out),
                    check=False)
     assert result.returncode == 3, result.stdout + result.stderr
-    s = summary(out)
+    def strict(name):  # a bare NaN / Infinity is invalid JSON for strict readers
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    with open(out / "summary.json") as f:
+        s = json.load(f, parse_constant=strict)
     assert s["status"] == "diverged"
     assert s["diverged"]["epoch"] >= 1 and s["diverged"]["step"] >= 1
+    assert s["diverged"]["loss"] is None and s["diverged"]["loss_non_finite"] in ("nan", "inf", "-inf")
     assert "Diverged" in result.stdout
+    # The message points to a checkpoint file that exists, or says that there is none.
+    text = " ".join(result.stdout.split())
+    if s["epochs_done"]:
+        kept = f"{out}/checkpoints/epoch-{s['epochs_done']:04d}.npz"
+        assert f"the last good checkpoint, {kept}" in text and os.path.exists(kept)
+    else:
+        assert "no epoch finished, so there is no checkpoint" in text
     for row in history(out) if os.path.exists(out / "history.csv") else []:
         assert np.isfinite(float(row["loss"]))  # no garbage epoch recorded
 
@@ -226,8 +240,11 @@ def test_report_and_overwrite(reference_run, tmp_path):
     (row,) = json.loads(result.stdout)
     assert row["status"] == "completed"
     assert row["best_test_accuracy"] == pytest.approx(summary(reference_run)["best_test_accuracy"])
+    # --overwrite replaces a kerasparse run directory (here an earlier run's config.json and
+    # a leftover file); a folder that is not a run is refused (tests/test_bad_input.py).
     out = tmp_path / "over"
     out.mkdir()
+    (out / "config.json").write_text((reference_run / "config.json").read_text())
     (out / "old.txt").write_text("old")
     train(*TINY, "--epochs", "1", "--out", str(out), "--overwrite")
     assert not (out / "old.txt").exists() and summary(out)["status"] == "completed"

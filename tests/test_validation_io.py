@@ -79,3 +79,17 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with open(tmp_path / "plain", "w"):
         pass
     assert os.stat(path).st_mode == os.stat(tmp_path / "plain").st_mode
+
+
+def test_atomic_write_json_is_strict_json(tmp_path):
+    """Issue 16: no bare NaN / Infinity (invalid for strict readers): non-finite numbers,
+    Python or NumPy, nested or not, are written as null."""
+    path = tmp_path / "s.json"
+    _io.atomic_write_json(path, {"a": float("nan"), "b": [np.float32("inf"), 1.5],
+                                 "c": {"d": np.array([-np.inf, 2.0])}})
+
+    def strict(name):
+        raise ValueError(name)
+
+    assert json.loads(path.read_text(), parse_constant=strict) == {
+        "a": None, "b": [None, 1.5], "c": {"d": [None, 2.0]}}

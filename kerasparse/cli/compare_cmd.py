@@ -63,6 +63,17 @@ def compare(
         resolve(overrides=overrides)  # validates every value before anything runs
     except ConfigError as exc:
         fail(str(exc))
+    from kerasparse.cli.train_cmd import _check_names
+    from kerasparse.rundir import RunDirError, _check_parent
+
+    try:
+        _check_names(resolve(overrides=overrides))  # unknown model / dataset: nothing written
+        if out.exists() and not out.is_dir():
+            raise RunDirError(f"--out {str(out)!r} exists and is not a directory")
+        if not out.exists():
+            _check_parent(str(out), "--out")
+    except (UsageError, RunDirError) as exc:
+        fail(str(exc))
     table_path = out / "compare.json"
     if table_path.exists() and not overwrite:
         fail(f"{table_path} exists; pass --overwrite to replace it or choose another --out.")

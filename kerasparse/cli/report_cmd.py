@@ -25,10 +25,14 @@ def report(
     for run in runs:
         try:
             rows.append(ks_report.run_row(str(run)))
-            if not no_plots:
-                ks_report.plot_run(str(run))
         except rundir.RunDirError as exc:
             fail(str(exc))
+    for run in [] if no_plots else runs:  # every run is read and checked before any plot
+        try:
+            ks_report.plot_run(str(run))
+        except OSError as exc:  # a read-only run directory, a full disk
+            fail(f"cannot write {run / 'training.png'} ({exc.strerror or exc}); pass "
+                 "--no-plots to only print the table", code=1)
     if json_:
         print(json.dumps(rows, indent=2))
         return
@@ -47,6 +51,8 @@ def report(
 def _cell(value):
     if value is None:
         return "-"
+    if isinstance(value, float) and value != value:
+        return "nan"
     if isinstance(value, float):
         return f"{value:.4f}" if value < 10 else f"{value:.1f}"
     return str(value)

@@ -143,10 +143,27 @@ def train(
     """Train a model; results go to --out (history.csv, summary.json, plots, checkpoints)."""
     from kerasparse import config as ks_config
     from kerasparse import rundir, step_options
+    from kerasparse import train as ks_train  # NumPy only; Keras comes after use_backend
 
     given = dict(locals())
+    # SIGINT / SIGTERM from here on stop the run cleanly (kerasparse.train.stop_on_signals).
+    with ks_train.stop_on_signals():
+        summary = _train(given, ks_config, rundir, step_options, ks_train)
+    _print_summary(summary, str(resume or out))
+    if summary["status"] == "diverged":
+        raise typer.Exit(3)
+    if summary["status"] == "interrupted":
+        raise typer.Exit(128 + (ks_train.STOP.signum or 2))
+
+
+def _train(given, ks_config, rundir, step_options, ks_train):
+    backend, config, out, resume = (given[k] for k in ("backend", "config", "out", "resume"))
+    overwrite, set_, quiet = given["overwrite"], given["set_"], given["quiet"]
     try:
         if resume is not None:
+            if overwrite:
+                raise UsageError("--resume and --overwrite exclude each other (--resume keeps "
+                                 "the run's results; --overwrite would delete them)")
             extra = [k for k in OVERRIDES if given[k] is not None] + (["--config"] if config else [])
             if extra or set_ or out is not None:
                 raise UsageError(
@@ -162,9 +179,7 @@ def train(
                 )
             name = use_backend(backend or saved)
             _prepare_devices(saved_config, name)
-            from kerasparse import train as ks_train
-
-            summary = ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
+            return ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
         else:
             if out is None:
                 raise UsageError("--out DIR is required (where the results go)")
@@ -180,20 +195,25 @@ def train(
             _prepare_devices(resolved, name)
             _check_step_options(resolved, name)
             _check_names(resolved)
-            from kerasparse import train as ks_train
-
-            summary = ks_train.run(
+            if ks_train.STOP.signum is not None:  # a signal while the backend started
+                raise ks_train.Interrupted("interrupted during start-up; nothing was written",
+                                           ks_train.STOP.signum)
+            return ks_train.run(
                 str(out), resolved, name, overwrite=overwrite, verbose=0 if quiet else 1
             )
     except (ks_config.ConfigError, rundir.RunDirError, UsageError) as exc:
         fail(str(exc))
-    except step_options.CompileFailed as exc:
+    except (step_options.CompileFailed, ks_train.CheckpointWriteError) as exc:
         fail(str(exc), code=1)
-    _print_summary(summary, str(resume or out))
-    if summary["status"] == "diverged":
-        raise typer.Exit(3)
-    if summary["status"] == "interrupted":
-        raise typer.Exit(130)
+    except ks_train.Interrupted as exc:
+        fail(str(exc), code=128 + exc.signum)
+    except ImportError as exc:  # a broken install (a backend, a compiled extension)
+        fail(f"cannot import {exc.name or 'a module'} ({exc}); the installation is broken: "
+             "reinstall it (pip install --force-reinstall 'kerasparse[<backend>]')", code=1)
+    except KeyboardInterrupt:  # a second SIGINT / SIGTERM: stop at once
+        where = resume or out
+        fail(f"aborted by a second signal; {where} keeps its last finished epoch's checkpoint "
+             f"(resume with: kerasparse train --resume {where})", code=130)
 
 
 def _prepare_devices(config, backend):
@@ -225,7 +245,7 @@ def _saved_config(run_dir):
     if os.path.isfile(path):
         from kerasparse import rundir
 
-        return rundir.read_json(path)
+        return rundir.read_json_object(path)
     return {}
 
 
@@ -246,6 +266,16 @@ def _check_names(config):
             f"unknown dataset {config['dataset']!r}.{suggest(config['dataset'], DATASETS)} "
             f"Allowed: {', '.join(DATASETS)}"
         )
+    spec = MODELS[config["model"]]
+    if not spec.takes_q_star:  # sparsity, q*, V'(q*) define an edge-of-chaos net only
+        eoc = [name for name, spec_ in MODELS.items() if spec_.takes_q_star]
+        for key in ("sparsity", "q_star", "v_prime"):
+            if config[key] is not None:
+                raise UsageError(
+                    f"{key} applies to the edge-of-chaos models only ({', '.join(eoc)}): "
+                    f"their activation and initialisation are solved for (sparsity, v_prime, "
+                    f"q_star); {config['model']!r} would ignore it (and q_star would rescale "
+                    f"its data). Received: {key}={config[key]!r}")
     if config["activation"] is not None:
         allowed = ["relu", *activations.ACTIVATIONS]
         if activations.canonical_name(config["activation"]) not in allowed:

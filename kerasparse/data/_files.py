@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -83,8 +84,9 @@ def read_idx(path, dims):
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path} cannot be read ({exc}); is it a corrupted download?") from None
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        reason = str(exc) or type(exc).__name__
+        raise ValueError(f"{path} cannot be read ({reason}); is it a corrupted download?") from None
     magic = int.from_bytes(data[0:4], "big")
     if magic != _IDX_MAGIC[dims]:
         raise ValueError(

@@ -209,6 +209,14 @@ def load(
         raise ValueError(f"{name} images from {source_text} are {x_train.shape[1:]}, expected "
                          f"{info.input_shape}")
 
+    for split, y in (("training", y_train), ("test", y_test)):
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= info.num_classes):
+            bad = int(y.min()) if y.min() < 0 else int(y.max())
+            raise ValueError(
+                f"{name} {split} labels from {source_text} must be class numbers in [0, "
+                f"{info.num_classes - 1}]; found label {bad} (damaged or mismatched label "
+                "file?)")
     rng = np.random.default_rng(seed)
     x_val = y_val = None
     num_val = int(round(float(validation_split) * len(x_train)))

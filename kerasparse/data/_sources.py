@@ -79,6 +79,12 @@ def download(name, cache_dir=None):
     module, kwargs = KERAS_DATASETS[name]
     try:
         (x_train, y_train), (x_test, y_test) = _keras_load_data(module, kwargs)
+    except ImportError as exc:  # an install gap, not "offline"
+        raise DownloadError(
+            f"could not load {name} with keras.datasets.{module}: a module it needs is "
+            f"missing ({exc}); repair the install, or pass --data-dir (data_dir=) a folder "
+            f"of the standard {name} files"
+        ) from None
     except Exception as exc:  # urllib raises many types when offline
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise DownloadError(
