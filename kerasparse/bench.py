@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
-from kerasparse import distribution, step_options
+from kerasparse import config, distribution, step_options
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = config.PRECISIONS
 DATA_FORMATS = step_options.DATA_FORMATS
 
 

@@ -15,6 +15,7 @@ from kerasparse import step_options
 
 CONTROLLERS = ("none", "add", "mult", "constant")
 PRECISIONS = ("float32", "mixed_bfloat16")
+DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
 
@@ -123,7 +124,7 @@ FIELDS = {
         int, 1, _count(), "training steps per compiled call (jax, tensorflow)"
     ),
     "devices": Field(int, 1, _count(1, 65536), "data-parallel devices (jax, tensorflow)"),
-    "device": Field(str, "auto", _choice(("auto", "cpu", "gpu")),
+    "device": Field(str, "auto", _choice(DEVICES),
                     "device kind: auto (a GPU if the backend sees one), cpu, gpu (required)"),
     "monitor_batch": Field(int, 256, _count(0), "SparsityMonitor batch (0: off)"),
     "checkpoint_every": Field(int, 1, _count(), "checkpoint every N epochs"),

@@ -1,29 +1,12 @@
 """``kerasparse bench``: time training steps and inference of a model on one backend."""
 
-import enum
 import json
 from typing import Annotated, Optional
 
 import typer
 
 from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, suggest, use_backend
-
-
-class Precision(str, enum.Enum):
-    float32 = "float32"
-    mixed_bfloat16 = "mixed_bfloat16"
-
-
-class DataFormat(str, enum.Enum):
-    auto = "auto"
-    channels_last = "channels_last"
-    channels_first = "channels_first"
-
-
-class JitCompile(str, enum.Enum):
-    auto = "auto"
-    true = "true"
-    false = "false"
+from kerasparse.cli._choices import DataFormat, JitCompile, Precision
 
 
 def _parse_keep_ratios(text):

@@ -8,36 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
-
-
-class Controller(str, enum.Enum):
-    none = "none"
-    add = "add"
-    mult = "mult"
-    constant = "constant"
-
-
-class Precision(str, enum.Enum):
-    float32 = "float32"
-    mixed_bfloat16 = "mixed_bfloat16"
-
-
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
-
-
-class DataFormat(str, enum.Enum):
-    auto = "auto"
-    channels_last = "channels_last"
-    channels_first = "channels_first"
-
-
-class JitCompile(str, enum.Enum):
-    auto = "auto"
-    true = "true"
-    false = "false"
+from kerasparse.cli._choices import Controller, DataFormat, Device, JitCompile, Precision
 
 
 def _opt(help_text, *names):
