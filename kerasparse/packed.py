@@ -1136,13 +1136,9 @@ def _pack_callbacks(pack, test):
         mean (min-max) metrics."""
 
         def on_train_begin(self, logs=None):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from kerasparse.train import epoch_progress_bar
 
-            self._bar = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), transient=True,
-            )
+            self._bar = epoch_progress_bar()
             self._bar.start()
 
         def on_epoch_begin(self, epoch, logs=None):

@@ -380,13 +380,7 @@ def _make_runner_callbacks(run):
         async_safe = True
 
         def on_train_begin(self, logs=None):
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), transient=True,
-            )
+            self._bar = epoch_progress_bar()
             self._bar.start()
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -425,6 +419,18 @@ def _make_runner_callbacks(run):
             self._bar.stop()
 
     return TestEvaluator(), Guard(), Recorder(), Progress()
+
+
+def epoch_progress_bar():
+    """The rich bar of one epoch (epoch, bar, steps done, time, a metrics text field): the
+    same for ``kerasparse train`` and packed training."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    return Progress(
+        TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), transient=True,
+    )
 
 
 def _scalar(value):
