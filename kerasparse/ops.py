@@ -144,6 +144,24 @@ def _kth_largest_topk_torch(rows, k):
     return smallest.amax(-1, keepdim=True) * sign
 
 
+# torch on a CPU, eager: decide the exits and the selection's size on the host. A CPU
+# tensor's value is already there when Python reads it (torch's CPU ops run synchronously),
+# so a host read stalls nothing; what the sync-free path costs instead is the selection
+# at every site, even where r == 1 or ReLU left fewer than k non-zeros (measured, WRN-28-4
+# step, 1 thread: about 1.17x ReLU at r = 1 against 1.01-1.04 with these exits;
+# docs/benchmarks.md). Off under torch.compile (a host read breaks the graph and a Python
+# int k recompiles per value) and on every other device (a GPU would wait for each read).
+# Tests set it False to run the accelerator path on CPU tensors.
+TORCH_CPU_HOST_EXITS = True
+
+
+def _torch_host_exits(rows):
+    import torch
+
+    return (TORCH_CPU_HOST_EXITS and rows.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
 def _global_topk_torch(x, rows, restore, k):
     """torch: :func:`global_topk` with no host read (no ``int(k)``, no data-dependent Python
     branch), so an accelerator never waits for the host and torch.compile traces one graph
@@ -152,15 +170,98 @@ def _global_topk_torch(x, rows, restore, k):
     Every call selects: the old host-side exits (r == 1; fewer positives than k) are the
     same arithmetic here (the threshold is then the row's minimum, or 0 after ReLU, and
     every entry is kept, with gradient 1), only not skipped. The mask is made of float
-    passes (:class:`_MaskTorch`).
+    passes (:class:`_MaskTorch`). Eager CPU tensors take the host-side exits instead
+    (:data:`TORCH_CPU_HOST_EXITS`, :func:`_global_topk_torch_host`).
     """
     import torch
 
     if rows.numel() == 0 or rows.device.type == "meta":
         return x  # (meta: Keras' symbolic shape inference)
+    if _torch_host_exits(rows):
+        return _global_topk_torch_host(x, rows, restore, k)
     with torch.no_grad():
         threshold = _kth_largest_torch(rows.detach(), k)
     return restore(_MaskTorch.apply(rows, threshold))
+
+
+def _global_topk_torch_host(x, rows, restore, k):
+    """Eager torch on a CPU: the exits of the generic path (r == 1; no negatives and fewer
+    than k non-zeros in every row) decided on the host, and the selection sized by a
+    Python-int k (:func:`_kth_largest_host_torch`). The same result and gradient as the
+    sync-free path (tested against it and NumPy)."""
+    import torch
+
+    k = int(k)
+    n = rows.shape[-1]
+    if k >= n:
+        return x
+    with torch.no_grad():
+        detached = rows.detach()
+        positives = None
+        if bool(detached.amin() >= 0):
+            positives = _count_positives_torch(detached)  # the non-zeros are the positives
+            if int(positives.max()) < k:
+                return x  # the k-th largest is 0 and nothing is negative: all kept
+        threshold = _kth_largest_host_torch(detached, k, positives)
+    return restore(_MaskTorch.apply(rows, threshold))
+
+
+def _kth_largest_host_torch(rows, k, positives=None):
+    """The k-th largest of each row with the cheapest ``torch.topk`` for a Python-int k.
+
+    ``torch.topk``'s cost grows with the number it selects, so it selects the fewer of the
+    k largest and the n-k+1 smallest or, when no entry is negative (as after ReLU) and
+    ``m = max(p) - k + 1`` is small, the m smallest positives (``p``: positives per row;
+    the k-th largest of a row with p >= k is its (p-k+1)-th smallest positive, and 0 when
+    p < k). After ReLU p is often close to k, so m is small (32 x 65,536 ReLU outputs,
+    k = D/2: m ~ 200, 5 ms instead of 19 ms for the smaller side, single thread).
+    """
+    import torch
+
+    n = rows.shape[-1]
+    fewest = min(k, n - k + 1)
+    if positives is not None:
+        m = int(positives.max()) - k + 1
+        # The positives path sorts its m values (m log m): worth it only for a small m
+        # (measured: sorted m = 4,000 already costs more than unsorted D/2).
+        if 0 < m and 16 * m <= fewest:
+            return _kth_largest_among_positives_torch(rows, k, positives, m)
+    if k == fewest:
+        return torch.topk(rows, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    values = torch.topk(rows, n - k + 1, dim=-1, largest=False, sorted=False).values
+    return values.amax(-1, keepdim=True)  # the (n-k+1)-th smallest
+
+
+def _count_positives_torch(rows):
+    """Positives per row of a tensor with no negative entry (int64). ``sign().sum()`` is
+    a vectorised pass (0.3 ms for 32 x 65,536 values, single thread) where
+    ``count_nonzero`` takes 2 ms; the float32 sum of 0/1 is exact below 2**24 per row."""
+    import torch
+
+    if rows.shape[-1] >= 2**24:
+        return torch.count_nonzero(rows, dim=-1)
+    return torch.sign(rows).sum(-1, dtype=torch.float32).long()
+
+
+def _kth_largest_among_positives_torch(rows, k, positives, m):
+    """The (p-k+1)-th smallest positive of each row with p >= k positives, 0 elsewhere
+    (rows have no negative entry; ``m = max(p) - k + 1`` >= 1)."""
+    import torch
+
+    if rows.dtype == torch.float32:
+        # Order-preserving int32 keys with the zeros (+0.0 and -0.0) moved to the top, so
+        # the m smallest keys are the m smallest positives: for x >= 0 the bit pattern is
+        # monotone, and (bits - 1) & 0x7FFFFFFF sends 0 (and -0.0) to INT32_MAX. One
+        # vectorised pass; ``torch.where(rows > 0, rows, inf)`` took 9 ms here.
+        keys = rows.view(torch.int32) - 1
+        keys.bitwise_and_(0x7FFFFFFF)
+    else:
+        keys = torch.where(rows > 0, rows, torch.tensor(float("inf"), dtype=rows.dtype))
+    smallest = torch.topk(keys, m, dim=-1, largest=False, sorted=True).values
+    kth = smallest.gather(-1, (positives - k).clamp(min=0).unsqueeze(-1))
+    if rows.dtype == torch.float32:
+        kth = (kth + 1).view(torch.float32)
+    return torch.where((positives >= k).unsqueeze(-1), kth, torch.zeros_like(kth))
 
 
 if keras.backend.backend() == "torch":

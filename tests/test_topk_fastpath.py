@@ -20,6 +20,16 @@ from kerasparse import ops as ksops
 RATIOS = [1.0, 0.5, 0.1, 1e-6]
 
 
+@pytest.fixture(autouse=True, params=["host_exits", "sync_free"] if BACKEND == "torch" else ["-"])
+def torch_path(request, monkeypatch):
+    """torch has two paths for global_topk: eager CPU tensors decide the exits on the host
+    (``ksops.TORCH_CPU_HOST_EXITS``), accelerators and torch.compile never read the host.
+    Every test here runs on both (the second is what a GPU runs, here on CPU tensors)."""
+    if request.param == "sync_free":
+        monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", False)
+    return request.param
+
+
 def np_kth_largest(rows, k):
     """Reference: the k-th largest of each row by a full NumPy sort."""
     return np.sort(np.asarray(rows, np.float64), axis=-1)[:, rows.shape[-1] - k][:, None]

@@ -33,6 +33,16 @@ READS = ("item", "__int__", "__float__", "__bool__", "__index__", "tolist")
 RATIOS = (1.0, 0.5, 0.05)
 
 
+@pytest.fixture(autouse=True)
+def accelerator_path(monkeypatch):
+    """On a CPU tensor, eager torch takes host-side exits (a CPU has no device queue to
+    stall: ``ksops.TORCH_CPU_HOST_EXITS``). These tests check the path every other device
+    and torch.compile run, on CPU tensors: switch the CPU exits off."""
+    from kerasparse import ops as ksops
+
+    monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", False)
+
+
 def _model(data_format="channels_first"):
     axis = 1 if data_format == "channels_first" else -1
     inputs = keras.Input((3, 8, 8) if axis == 1 else (8, 8, 3))
@@ -149,6 +159,23 @@ def test_keras_train_step_makes_no_host_read(r):
         logs = model.train_step(data)
     assert reads.calls == [], f"host reads in the train step at r={r}: {reads.calls}"
     assert np.isfinite(float(to_numpy(logs["loss"])))
+
+
+def test_cpu_tensors_take_the_host_exits_by_default(monkeypatch):
+    """The switch the tests above turn off is what decides: with it on (the default), a CPU
+    step reads k and the counts on the host (so the sync-free tests do test another path)."""
+    import torch
+
+    from kerasparse import ops as ksops
+
+    monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", True)
+    model = _model()
+    x = torch.tensor(np.random.default_rng(0).normal(size=(4, 3, 8, 8)).astype("float32"))
+    model(x)
+    _set_keep_ratio(model, 0.5)
+    with _CountReads() as reads:
+        model(x)
+    assert reads.calls
 
 
 @pytest.mark.parametrize("r", RATIOS)
