@@ -15,9 +15,12 @@ at these sizes); per-step overhead is scaled too, so the estimate errs high.
     KERAS_BACKEND=torch python benchmarks/preset_runtime.py \\
         configs/dent-tanner2026-cnn-tinyimagenet.toml --depth 2 --batch 8
 
-Prints one JSON object (the measured and the extrapolated figures, backend, date, load):
-wall time (inflated on a shared, loaded machine) and CPU time of this process (all its
-threads; on an idle machine with c cores the wall time is at best CPU time / c).
+The backend runs on ONE thread and the figure is its CPU time: on a shared machine the wall
+time depends on the load, and with two threads the CPU time counts the spin-waits of a thread
+whose partner was descheduled (measured 2026-12-02 at load 16 on 2 cores: plain PyTorch,
+the 100 x 300 MLP at batch 64, 2.4 CPU-s per step on 2 threads, 0.12 on one). The result is
+single-core CPU time; on an idle machine with c cores a run takes at least that / c.
+Prints one JSON object (measured and extrapolated figures, backend, date, load).
 """
 
 import argparse
@@ -29,6 +32,13 @@ import statistics
 import sys
 import time
 import types
+
+# One thread, set before any backend starts (see the docstring).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+             "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ[_var] = "1"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_cpu_multi_thread_eigen=false").strip()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -66,6 +76,11 @@ def main():
 
     import keras
     import numpy as np
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(1)
 
     from kerasparse import config as ks_config
     from kerasparse import models
@@ -114,7 +129,7 @@ def main():
     print(json.dumps({
         "preset": args.preset, "backend": keras.backend.backend(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-        "load_average": os.getloadavg()[0], "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0], "cpus": os.cpu_count(), "threads": 1,
         "timed": {"depth": depth, "batch": batch, "steps": args.steps,
                   "train_step_s": round(t_step, 4), "eval_batch_s": round(t_eval, 4),
                   "train_step_cpu_s": round(c_step, 4), "eval_batch_cpu_s": round(c_eval, 4)},
@@ -123,7 +138,7 @@ def main():
         "steps_per_epoch": steps, "eval_batches_per_epoch": eval_batches,
         "epoch_s": round(epoch_s, 1), "epochs": config["epochs"],
         "run_hours": round(epoch_s * config["epochs"] / 3600, 2),  # wall, at this load
-        "run_cpu_hours": round(epoch_cpu_s * config["epochs"] / 3600, 2),  # CPU (all cores)
+        "run_cpu_hours": round(epoch_cpu_s * config["epochs"] / 3600, 2),  # one core
     }))
 
 
