@@ -68,7 +68,8 @@ def part_sizes(config):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset")
-    parser.add_argument("--depth", type=int, help="time this many layers (scaled to the full depth)")
+    parser.add_argument("--depth", type=int,
+                        help="time this many layers (scaled to the full depth)")
     parser.add_argument("--batch", type=int, help="time this batch (scaled to the preset's)")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=1)
@@ -123,7 +124,8 @@ def main():
     (t_step, c_step) = timed_calls(lambda: model.train_on_batch(x, y), args.steps)
     (t_eval, c_eval) = timed_calls(lambda: model.test_on_batch(x, y), args.steps)
     scale = (full_depth / depth) * (config["batch_size"] / batch)
-    eval_batches = math.ceil(n_val / config["batch_size"]) + math.ceil(n_test / config["batch_size"])
+    eval_batches = (math.ceil(n_val / config["batch_size"])
+                    + math.ceil(n_test / config["batch_size"]))
     epoch_s = scale * (steps * t_step + eval_batches * t_eval)
     epoch_cpu_s = scale * (steps * c_step + eval_batches * c_eval)
     print(json.dumps({

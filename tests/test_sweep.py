@@ -251,7 +251,8 @@ def test_table1_layout_of_a_sparsity_vprime_qstar_grid(tmp_path, preset):
         p = cell.point
         if (p["sparsity"], p["v_prime"], p["q_star"], cell.seed) == (0.9, 0.7, 1.0, 3409):
             return None  # a cell not run yet: 2 of 3 finished
-        acc = round(p["sparsity"] - p["v_prime"] / 10 + p["q_star"] / 100 + cell.seed % 10 / 1000, 4)
+        acc = round(p["sparsity"] - p["v_prime"] / 10 + p["q_star"] / 100
+                    + cell.seed % 10 / 1000, 4)
         final.setdefault((p["sparsity"], p["v_prime"], p["q_star"]), []).append(acc)
         return 0.99, acc, round(1 - p["sparsity"] + cell.seed % 10 / 100, 4)
 

@@ -19,9 +19,9 @@ def _opt(help_text, *names):
 OVERRIDES = (
     "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
-    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split", "data_dir",
-    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
-    "data_format", "jit_compile", "steps_per_execution",
+    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split",
+    "data_dir", "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
+    "device", "data_format", "jit_compile", "steps_per_execution",
 )
 
 

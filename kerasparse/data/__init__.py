@@ -18,5 +18,5 @@ from kerasparse.data._load import (
 )
 from kerasparse.data.dataset_bundle import DatasetBundle
 
-__all__ = ["DATASETS", "SOURCES", "SPLITS", "DatasetBundle", "DatasetInfo", "MissingDependencyError",
-           "load", "load_arrays", "pooled_split"]
+__all__ = ["DATASETS", "SOURCES", "SPLITS", "DatasetBundle", "DatasetInfo",
+           "MissingDependencyError", "load", "load_arrays", "pooled_split"]
