@@ -7,9 +7,9 @@ clipped sparsifying activation at the edge of chaos, trained from inputs scaled 
     # Table 2 / Fig. 6: CNN 50 x 300 on CIFAR-10, cosine learning rate 1e-3, 300 epochs
     KERAS_BACKEND=jax python apps/dent_tanner2026_eoc.py --model cnn50x300 --dataset cifar10 \\
         --lr 1e-3 --schedule cosine --epochs 300 --q-star 3 --out runs/dt-cifar-q3
-    # Price et al. 2024's CReLU setting: q* = 1, no validation split
-    KERAS_BACKEND=jax python apps/dent_tanner2026_eoc.py --q-star 1 --validation-split 0 \\
-        --out runs/price-crelu
+    # Price et al. 2024's CReLU setting: q* = 1, MNIST's official split, no validation
+    KERAS_BACKEND=jax python apps/dent_tanner2026_eoc.py --q-star 1 --split official \\
+        --validation-split 0 --out runs/price-crelu
     # CPU-sized (minutes): depth 20 on the real MNIST files
     KERAS_BACKEND=torch python apps/dent_tanner2026_eoc.py --depth 20 --epochs 3 --lr 1e-2 \\
         --data-dir ../shared/data/mnist --out runs/dt-mnist-d20
@@ -17,7 +17,7 @@ clipped sparsifying activation at the edge of chaos, trained from inputs scaled 
 The six-step recipe (tau from the sparsity, m from V'(q*), sigma_w^2 from chi_1 = 1, sigma_b^2
 from q* = V(q*)) runs inside the model builder (``kerasparse.models.DeepMLP`` / ``DeepCNN``);
 ``kerasparse.eoc.setup`` prints it here. The same experiments from the command line are the
-``configs/dent-tanner2026-*.toml`` and ``configs/price2024-crelu.toml`` presets; with the same
+``configs/dent-tanner2026-*.toml`` and ``configs/price2024-*.toml`` presets; with the same
 arguments this script sees the same batches (``DatasetBundle.train_epochs``) and builds the
 same model. Expected runtime per paper run: about 15 minutes (MNIST) and several hours
 (CIFAR-10) on one GPU (estimates). Writes ``history.csv`` and ``summary.json`` to ``--out``.
@@ -48,6 +48,9 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
+    p.add_argument("--split", choices=data.SPLITS, default="pooled",
+                   help="pooled: the paper's (train+test pooled, 20%% test, 10%% of the rest "
+                   "validation); official: the dataset's own train/test sets")
     p.add_argument("--validation-split", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=3407)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="cap (short tries)")
@@ -69,7 +72,7 @@ def main():
     keras.utils.set_random_seed(args.seed)
     ds = data.load(args.dataset, batch_size=args.batch_size, seed=args.seed,
                    q_star=args.q_star,  # each input scaled to variance q* (section 3)
-                   validation_split=args.validation_split,
+                   validation_split=args.validation_split, split=args.split,
                    files_dir=args.files_dir, data_dir=args.data_dir)
     overrides = {} if args.depth is None else {"depth": args.depth}
     model = models.get_model(

@@ -18,6 +18,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
+SPLITS = ("official", "pooled")  # kerasparse.data.SPLITS (not imported: this module is NumPy-free)
 
 
 class ConfigError(ValueError):
@@ -101,6 +102,9 @@ FIELDS = {
     "width": Field(int, None, _count(), "model width override", True),
     "augment": Field(bool, False, help="random crop + flip (off: the paper's setting)"),
     "validation_split": Field(float, 0.0, _num(0, 1, high_open=True), "held-out fraction"),
+    "split": Field(str, "official", _choice(SPLITS),
+                   "official: the dataset's train/test sets; pooled: both pooled, 20% test, "
+                   "validation_split (else 10%) of the rest validation (Dent & Tanner)"),
     "data_dir": Field(str, None, help="folder of the dataset's standard files (layout "
                       "detected) or a tensorflow-datasets data_dir", optional=True),
     "files_dir": Field(str, None, help="folder of standard distribution files (data_dir's "

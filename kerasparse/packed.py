@@ -410,6 +410,7 @@ def _load_member_data(config):
         q_star=data_q_star(config),
         seed=config["seed"],
         max_train_examples=config["train_examples"],
+        split=config["split"],
     )
 
 
@@ -801,9 +802,12 @@ class _Pack:
                         for i, (out, c) in enumerate(zip(self.out_dirs, self.configs))]
         self.cells = [os.path.basename(os.path.normpath(out)) for out in self.out_dirs]
         started = time.time()
-        for m in self.members:
+        for m, key in zip(self.members, self.keys):
             m.run.started = started
             m.run.steps = self.steps
+            bundle = self.bundles[key]  # summary.json's "data", as kerasparse train writes it
+            m.run.data_record = {**bundle.split_record(), "test_evaluated": min(
+                bundle.num_test, m.run.config["test_examples"] or bundle.num_test)}
         if not resume:
             for m in self.members:
                 rundir.atomic_write_json(m.run.path("config.json"),

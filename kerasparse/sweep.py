@@ -8,6 +8,7 @@ scheduler can call too::
                       grid={"sparsity": [0.8, 0.85], "v_prime": [0.5, 0.7]}, seeds=3,
                       out="runs/table1", executor="local", workers=2)
     table[0]["median_best_test_accuracy"]
+    sweep.format_table1(sweep.table1(table))  # grids over sparsity x v_prime x q_star
 
 Terms:
 
@@ -1497,7 +1498,7 @@ def aggregate(the_plan):
         groups.setdefault(tuple(cell.point[k] for k in keys), []).append(cell)
     rows = []
     for key, cells in groups.items():
-        accs, nzs, states = [], [], []
+        accs, finals, nzs, states = [], [], [], []
         for cell in cells:
             state = cell_state(cell.path)
             if state in FINISHED:
@@ -1507,6 +1508,7 @@ def aggregate(the_plan):
                     state = "unreadable"
                 else:
                     accs.append(row["best_test_accuracy"])
+                    finals.append(row["final_test_accuracy"])
                     nzs.append(row["final_nz"])
             elif os.path.exists(cell.path + ".failed.json"):
                 state = "failed"
@@ -1519,8 +1521,117 @@ def aggregate(the_plan):
             "diverged": states.count("diverged"),
             "failed": states.count("failed"),
             "median_best_test_accuracy": report.median(accs),
+            "median_final_test_accuracy": report.median(finals),
             "measured_sparsity": None if nz is None else 1.0 - nz,
         })
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Dent & Tanner's Table 1 layout: rows s x V'(q*), columns q* (median test accuracy, sparsity)
+
+TABLE1_KEYS = ("sparsity", "v_prime", "q_star")
+STAT_KEYS = ("runs", "completed", "diverged", "failed", "median_best_test_accuracy",
+             "median_final_test_accuracy", "measured_sparsity")
+
+
+def has_table1_grid(keys):
+    """Whether a grid over ``keys`` is over sparsity x V'(q*) x q* (Dent & Tanner Tables 1,
+    2, 4), so that :func:`table1` can lay it out."""
+    return set(TABLE1_KEYS) <= set(keys)
+
+
+def table1(rows):
+    """The aggregate rows (:func:`aggregate`, or sweep.json) in the layout of Dent & Tanner
+    2026 Tables 1, 2 and 4: one table per combination of any other grid keys, each with rows
+    (s, V'(q*)) in ascending order and, per q*, the median over seeds of the **final** test
+    accuracy (the paper reports the final results on the test part) and the measured sparsity.
+
+    Returns ``[{"other": {key: value}, "q_star": [q...], "rows": [{"sparsity", "v_prime",
+    "cells": {q: {"accuracy", "sparsity", "runs", "finished"}}}]}]``.
+
+    Raises:
+        ValueError: the rows are not over sparsity x v_prime x q_star.
+    """
+    keys = [k for k in (rows[0] if rows else {}) if k not in STAT_KEYS]
+    if not rows or not has_table1_grid(keys):
+        raise ValueError(
+            "the Table 1 layout needs a sweep whose grid is over sparsity, v_prime and q_star "
+            f"(--grid sparsity=... --grid v_prime=... --grid q_star=...). Received: grid keys "
+            f"{', '.join(keys) or 'none'}")
+    others = [k for k in keys if k not in TABLE1_KEYS]
+    tables = {}
+    for row in rows:
+        other = tuple(row[k] for k in others)
+        table = tables.setdefault(other, {})
+        cells = table.setdefault((row["sparsity"], row["v_prime"]), {})
+        cells[row["q_star"]] = {
+            "accuracy": row.get("median_final_test_accuracy"),
+            "sparsity": row.get("measured_sparsity"),
+            "runs": row.get("runs"),
+            "finished": (row.get("completed") or 0) + (row.get("diverged") or 0),
+        }
+    out = []
+    for other, table in tables.items():
+        qs = sorted({q for cells in table.values() for q in cells})
+        out.append({
+            "other": dict(zip(others, other)),
+            "q_star": qs,
+            "rows": [{"sparsity": s, "v_prime": v, "cells": table[(s, v)]}
+                     for s, v in sorted(table)],
+        })
+    return out
+
+
+def _fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table1(tables):
+    """Plain-text (Markdown) tables of :func:`table1`, each under 80 columns for three q*:
+    ``| s | V'(q*) | q*=1 acc | q*=1 sparsity | ... |``; a cell with fewer finished runs than
+    planned shows ``acc (k/n)``."""
+    lines = []
+    for t in tables:
+        if t["other"]:
+            lines.append(", ".join(f"{k}={v}" for k, v in t["other"].items()))
+        head = ["s", "V'(q*)"]
+        for q in t["q_star"]:
+            head += [f"q*={q:g} acc", "sparsity"]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "|".join(" --- " if i < 2 else " ---: " for i in range(len(head)))
+                     + "|")
+        for row in t["rows"]:
+            cells = [f"{row['sparsity']:g}", f"{row['v_prime']:g}"]
+            for q in t["q_star"]:
+                c = row["cells"].get(q)
+                if c is None:
+                    cells += ["", ""]
+                    continue
+                acc = _fmt(c["accuracy"])
+                if c["finished"] != c["runs"]:
+                    acc += f" ({c['finished']}/{c['runs']})"
+                cells += [acc, _fmt(c["sparsity"])]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+TABLE1_FILE = "sweep-table1.md"
+
+
+def read_table_rows(out):
+    """The aggregate rows a finished (or interrupted) sweep wrote to ``<out>/sweep.json``."""
+    path = os.path.join(out, "sweep.json")
+    if not os.path.isfile(path):
+        raise rundir.RunDirError(f"{out!r} is not a sweep directory (no sweep.json; run "
+                                 "kerasparse sweep ... --out there first)")
+    try:
+        rows = rundir.read_json(path)
+    except (OSError, ValueError) as exc:  # ValueError: JSON syntax, not UTF-8
+        raise rundir.RunDirError(f"{path} cannot be read ({exc})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise rundir.RunDirError(f"{path} is damaged (expected a list of table rows)")
     return rows
 
 
@@ -1534,6 +1645,8 @@ def write_table(out, rows):
     writer.writerows(rows)
     rundir.atomic_write_text(os.path.join(out, "sweep.csv"), buf.getvalue())
     rundir.atomic_write_json(os.path.join(out, "sweep.json"), rows)
+    if rows and has_table1_grid(k for k in rows[0] if k not in STAT_KEYS):
+        rundir.atomic_write_text(os.path.join(out, TABLE1_FILE), format_table1(table1(rows)))
 
 
 def print_table(rows, out, console):
@@ -1547,3 +1660,9 @@ def print_table(rows, out, console):
         table.add_row(*("-" if row[f] is None else f"{row[f]:.4f}" if isinstance(row[f], float)
                         else str(row[f]) for f in fields))
     console.print(table)
+    if rows and has_table1_grid(k for k in rows[0] if k not in STAT_KEYS):
+        console.print(f"Dent & Tanner Table 1 layout (median final test accuracy, measured "
+                      f"sparsity; {os.path.join(out, TABLE1_FILE)}):", highlight=False,
+                      markup=False)
+        console.print(format_table1(table1(rows)), highlight=False, markup=False,
+                      soft_wrap=True)

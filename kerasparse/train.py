@@ -600,6 +600,7 @@ class Run:
             "git_commit": git_commit(),
             "host": platform.node(),
             "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "data": getattr(self, "data_record", None),
             "config": self.config,
         }
 
@@ -734,6 +735,7 @@ def _setup(config):
             q_star=data_q_star(config),
             seed=config["seed"],
             max_train_examples=config["train_examples"],
+            split=config["split"],
         )
         if config["controller"] in ("add", "mult"):
             # The controller reads its monitor at each epoch's end, before the test evaluation
@@ -798,6 +800,11 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     state.test_ds = data.test
     if config["test_examples"] is not None:
         state.test_ds = data.test.head(config["test_examples"])
+    # The data the numbers come from: val_* metrics are the validation part, test_* the test
+    # part (its first test_examples where that is set).
+    state.data_record = {**data.split_record(),
+                         "test_evaluated": min(data.num_test, config["test_examples"] or
+                                               data.num_test)}
     from kerasparse import devices
 
     state.device_kind = devices.describe(backend, len(device_names or []) or 1)

@@ -129,6 +129,16 @@ TRAIN_CASES = [
      "cannot be read"),
     ("mnist-gz-truncated", ["--dataset", "mnist", "--data-dir", "MNIST:truncated"], None,
      "is it a corrupted download?"),
+    ("split-unknown", ["--split", "random"], None, "'random' is not one of"),
+    # 4 + 2 examples: 1 test, round(0.1 * 5) = 0 validation.
+    ("split-leaves-part-empty", ["--dataset", "mnist", "--data-dir", "MNIST:none",
+                                 "--split", "pooled"], None,
+     "split='pooled' of 6 examples leaves the validation part empty"),
+    ("tiny-imagenet-no-wnids", ["--dataset", "tiny_imagenet", "--data-dir", "TINY:wnids"],
+     None, "It lacks wnids.txt"),
+    ("tiny-imagenet-no-val-annotations", ["--dataset", "tiny_imagenet", "--data-dir",
+                                          "TINY:annotations"], None,
+     "It lacks val/val_annotations.txt"),
 ]
 
 
@@ -160,6 +170,25 @@ def _write_mnist(folder, damage):
         (folder / name).write_bytes(data)
 
 
+def _write_tiny_imagenet(folder, damage):
+    """A tiny-imagenet-200 folder (2 classes, one training and one val JPEG each) lacking
+    ``wnids.txt`` or ``val/val_annotations.txt``."""
+    from PIL import Image
+
+    wnids = ["n01443537", "n02124075"]
+    (folder / "val" / "images").mkdir(parents=True)
+    for k, wnid in enumerate(wnids):
+        (folder / "train" / wnid / "images").mkdir(parents=True)
+        Image.new("RGB", (64, 64), (60 * k, 0, 0)).save(
+            folder / "train" / wnid / "images" / f"{wnid}_0.JPEG")
+        Image.new("RGB", (64, 64), (60 * k, 9, 0)).save(folder / "val" / "images" / f"v{k}.JPEG")
+    if damage != "wnids":
+        (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    if damage != "annotations":
+        (folder / "val" / "val_annotations.txt").write_text(
+            "".join(f"v{k}.JPEG\t{w}\t0\t0\t63\t63\n" for k, w in enumerate(wnids)))
+
+
 def _placeholder(arg, tmp_path, preset_text):
     """Replace a placeholder argument by a path it creates (MISSING, PRESET, EMPTY, FILE[/..],
     USERDIR[:name=text], MNIST:damage); other arguments are returned as they are."""
@@ -189,6 +218,9 @@ def _placeholder(arg, tmp_path, preset_text):
     if arg.startswith("MNIST:"):
         _write_mnist(tmp_path / "mnist", arg.split(":", 1)[1])
         return str(tmp_path / "mnist")
+    if arg.startswith("TINY:"):
+        _write_tiny_imagenet(tmp_path / "tiny-imagenet-200", arg.split(":", 1)[1])
+        return str(tmp_path / "tiny-imagenet-200")
     return arg
 
 

@@ -211,11 +211,86 @@ def test_aggregate_takes_medians_over_seeds_of_finished_runs(tmp_path, preset):
         with open(os.path.join(cell.path, "history.csv"), "w") as f:
             f.write(f"epoch,test_accuracy,nz\n1,{best},{nz}\n")
     rows = sweep.aggregate(the_plan)
+    # history.csv's one row holds test_accuracy = best: the final equals the best here.
     assert rows[0] == {"lr": 0.05, "runs": 3, "completed": 2, "diverged": 1, "failed": 0,
                        "median_best_test_accuracy": statistics.median([0.5, 0.7, 0.1]),
+                       "median_final_test_accuracy": statistics.median([0.5, 0.7, 0.1]),
                        "measured_sparsity": 1 - statistics.median([0.2, 0.4, 0.9])}
     assert rows[1] == {"lr": 0.1, "runs": 3, "completed": 1, "diverged": 0, "failed": 1,
-                       "median_best_test_accuracy": 0.6, "measured_sparsity": 1 - 0.25}
+                       "median_best_test_accuracy": 0.6, "median_final_test_accuracy": 0.6,
+                       "measured_sparsity": 1 - 0.25}
+
+
+def _fake_runs(the_plan, values):
+    """Hand-made finished run directories: ``values(cell) -> (best, final test acc, last nz)``
+    or None (no run)."""
+    for cell in the_plan.cells:
+        value = values(cell)
+        if value is None:
+            continue
+        best, final, nz = value
+        os.makedirs(cell.path)
+        with open(os.path.join(cell.path, "config.json"), "w") as f:
+            json.dump({**cell.config, "backend": BACKEND}, f)
+        with open(os.path.join(cell.path, "summary.json"), "w") as f:
+            json.dump({"status": "completed", "best_test_accuracy": best}, f)
+        with open(os.path.join(cell.path, "history.csv"), "w") as f:
+            f.write(f"epoch,test_accuracy,nz\n1,{best},0.5\n2,{final},{nz}\n")
+
+
+def test_table1_layout_of_a_sparsity_vprime_qstar_grid(tmp_path, preset):
+    """Dent & Tanner's Table 1 layout: rows s x V'(q*) (ascending), columns q*, each cell
+    the median over seeds of the final test accuracy and 1 - the last nz (the reference is
+    statistics.median of the values written); written as sweep-table1.md with the sweep
+    table and printed by `kerasparse report SWEEP --layout table1`."""
+    grid = {"q_star": [3.0, 1.0], "sparsity": [0.9, 0.8], "v_prime": [0.5, 0.7]}
+    the_plan = sweep.plan(preset, grid=grid, seeds=3, out=tmp_path / "s", backend=BACKEND)
+    final = {}
+
+    def values(cell):
+        p = cell.point
+        if (p["sparsity"], p["v_prime"], p["q_star"], cell.seed) == (0.9, 0.7, 1.0, 3409):
+            return None  # a cell not run yet: 2 of 3 finished
+        acc = round(p["sparsity"] - p["v_prime"] / 10 + p["q_star"] / 100
+                    + cell.seed % 10 / 1000, 4)
+        final.setdefault((p["sparsity"], p["v_prime"], p["q_star"]), []).append(acc)
+        return 0.99, acc, round(1 - p["sparsity"] + cell.seed % 10 / 100, 4)
+
+    _fake_runs(the_plan, values)
+    rows = sweep.aggregate(the_plan)
+    (table,) = sweep.table1(rows)
+    assert table["other"] == {} and table["q_star"] == [1.0, 3.0]
+    assert [(r["sparsity"], r["v_prime"]) for r in table["rows"]] == [
+        (0.8, 0.5), (0.8, 0.7), (0.9, 0.5), (0.9, 0.7)]
+    for row in table["rows"]:
+        for q in (1.0, 3.0):
+            cell = row["cells"][q]
+            key = (row["sparsity"], row["v_prime"], q)
+            assert cell["accuracy"] == pytest.approx(statistics.median(final[key]))
+            seeds = [7, 8] if key == (0.9, 0.7, 1.0) else [7, 8, 9]
+            nz = statistics.median([1 - row["sparsity"] + k / 100 for k in seeds])
+            assert cell["sparsity"] == pytest.approx(1 - nz)
+            assert cell["runs"] == 3 and cell["finished"] == len(seeds)
+    text = sweep.format_table1([table])
+    lines = text.splitlines()
+    assert lines[0] == "| s | V'(q*) | q*=1 acc | sparsity | q*=3 acc | sparsity |"
+    assert lines[2].startswith("| 0.8 | 0.5 | ") and " (2/3) " in lines[5]
+    assert max(len(line) for line in lines) <= 80
+    sweep.write_table(the_plan.out, rows)
+    assert (tmp_path / "s" / sweep.TABLE1_FILE).read_text() == text
+    result = runner.invoke(app, ["report", str(tmp_path / "s"), "--layout", "table1"])
+    assert result.exit_code == 0, result.output
+    assert lines[0] in result.output and lines[5] in result.output
+    # A grid without q_star has no such layout: one line, exit 2, nothing written.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "sweep.json").write_text(json.dumps([{**r, "q_star": None} for r in rows][:1])
+                                     .replace('"q_star": null, ', ""))
+    result = runner.invoke(app, ["report", str(flat), "--layout", "table1"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "needs a sweep whose grid is over sparsity, v_prime and " \
+        "q_star" in text and "Traceback" not in text, text
+    assert sorted(os.listdir(flat)) == ["sweep.json"]
 
 
 def test_train_args_carry_the_full_config(tmp_path, preset):

@@ -14,5 +14,6 @@ def _choices(name, values):
 Controller = _choices("Controller", config.CONTROLLERS)
 Precision = _choices("Precision", config.PRECISIONS)
 Device = _choices("Device", config.DEVICES)
+Split = _choices("Split", config.SPLITS)
 DataFormat = _choices("DataFormat", step_options.DATA_FORMATS)
 JitCompile = _choices("JitCompile", step_options.JIT_COMPILE)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
-from kerasparse.cli._choices import Controller, DataFormat, Device, JitCompile, Precision
+from kerasparse.cli._choices import Controller, DataFormat, Device, JitCompile, Precision, Split
 
 
 def _opt(help_text, *names):
@@ -19,9 +19,9 @@ def _opt(help_text, *names):
 OVERRIDES = (
     "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
-    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
-    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
-    "data_format", "jit_compile", "steps_per_execution",
+    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split",
+    "data_dir", "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
+    "device", "data_format", "jit_compile", "steps_per_execution",
 )
 
 
@@ -69,6 +69,11 @@ def train(
     ] = None,
     validation_split: Annotated[
         Optional[float], _opt("Fraction of training data held out for validation.", "--validation-split")
+    ] = None,
+    split: Annotated[
+        Optional[Split],
+        _opt("official: the dataset's train/test sets (default); pooled: Dent & Tanner's "
+             "(train+test pooled, 20% test, 10% of the rest validation, seeded).", "--split"),
     ] = None,
     data_dir: Annotated[
         Optional[str],

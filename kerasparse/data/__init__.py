@@ -9,12 +9,14 @@ imports TensorFlow, except tensorflow-datasets when that source is used.
 from kerasparse.data._load import (
     DATASETS,
     SOURCES,
+    SPLITS,
     DatasetInfo,
     MissingDependencyError,
     load,
     load_arrays,
+    pooled_split,
 )
 from kerasparse.data.dataset_bundle import DatasetBundle
 
-__all__ = ["DATASETS", "SOURCES", "DatasetBundle", "DatasetInfo", "MissingDependencyError",
-           "load", "load_arrays"]
+__all__ = ["DATASETS", "SOURCES", "SPLITS", "DatasetBundle", "DatasetInfo",
+           "MissingDependencyError", "load", "load_arrays", "pooled_split"]

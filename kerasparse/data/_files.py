@@ -77,6 +77,30 @@ class Layout:
                 return found
         return None
 
+    def missing(self, folder):
+        """``(base, [missing names])`` for the searched folder holding some but not all of
+        the names (the most found), else None: what a partial copy lacks."""
+        best = None
+        suffixes = ("", self.optional_suffix) if self.optional_suffix else ("",)
+        for sub in self.subfolders:
+            base = os.path.join(folder, sub) if sub else folder
+            lacking = [name for name in self.names if not any(
+                os.path.exists(os.path.join(base, name + suffix)) for suffix in suffixes)]
+            if 0 < len(lacking) < len(self.names) and (best is None or
+                                                       len(lacking) < len(best[1])):
+                best = (base, lacking)
+        return best
+
+
+def missing_text(name, folder):
+    """`` It lacks val/val_annotations.txt (in <base>).`` for a partial copy of ``name``'s
+    files in ``folder``, else ``""``."""
+    partial = LAYOUTS[name].missing(folder)
+    if partial is None:
+        return ""
+    base, lacking = partial
+    return f" It lacks {', '.join(lacking)} (in {base})."
+
 
 def read_idx(path, dims):
     """An idx file (optionally gzip-compressed) as a uint8 array with ``dims`` dimensions."""
@@ -300,6 +324,7 @@ def read(name, folder, cache_dir=None, argument="data_dir"):
         flag = "--" + argument.replace("_", "-")
         raise FilesNotFound(
             f"{argument} ({flag}) holds no {name} files: expected {layout.expected()}."
+            f"{missing_text(name, folder)}"
             f"{describe_detected(folder, exclude=(name,))} Received: {argument}={str(folder)!r}"
         )
     return layout.reader(found, cache_dir)

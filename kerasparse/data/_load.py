@@ -48,6 +48,15 @@ DATASETS = {
 
 SOURCES = ("auto", "files", "keras", "tfds")
 
+# How the examples are divided (docs/data.md, "Splits"). "official": the dataset's own train and
+# test sets. "pooled": Dent & Tanner 2026, section 3: "The data is split with 20% retained for
+# testing, and 10% of the training data retained for validation": train and test pooled, 20%
+# held out as test, then a fraction of the rest (validation_split, else 10%) as validation.
+SPLITS = ("official", "pooled")
+POOLED_TEST_FRACTION = 0.2
+POOLED_VALIDATION_FRACTION = 0.1
+_SPLIT_STREAM = 2  # the pipeline's streams 0 and 1 are the epoch order and augmentation
+
 
 def _check_name(name):
     if name not in DATASETS:
@@ -124,9 +133,55 @@ def load_arrays(name, data_dir=None, files_dir=None, source="auto", cache_dir=No
                  f"({info.tfds_name}/<version>/dataset_info.json)" if info.tfds_name else "")
     raise _files.FilesNotFound(
         f"data_dir (--data-dir) holds neither the {name} files (expected "
-        f"{_files.LAYOUTS[name].expected()}){tfds_text}."
+        f"{_files.LAYOUTS[name].expected()}){tfds_text}.{_files.missing_text(name, folder)}"
         f"{_files.describe_detected(folder, exclude=(name,))} Received: data_dir={folder!r}"
     )
+
+
+def _seeded_permutation(seed, n):
+    """A permutation of ``range(n)`` from ``seed``: the stable argsort of the raw PCG64 stream
+    seeded by ``SeedSequence([seed, 0, 2])`` -- like the pipeline's epoch order, only the raw
+    stream, which NumPy keeps fixed across versions (Generator.permutation is not)."""
+    raw = np.random.PCG64(np.random.SeedSequence([int(seed), 0, _SPLIT_STREAM])).random_raw(n)
+    return np.argsort(raw, kind="stable")
+
+
+def pooled_split(num_examples, seed, validation_split=0.0):
+    """``(train_idx, val_idx, test_idx)`` of the pooled split of ``num_examples`` examples (the
+    official train set followed by the official test set): a seeded permutation; its first
+    ``round(0.2 n)`` are the test part, the next ``round(f (n - n_test))`` the validation part
+    (``f = validation_split`` if > 0, else 0.1), the rest the training part; each sorted.
+
+    Raises:
+        ValueError: a part would be empty (too few examples).
+    """
+    n = int(num_examples)
+    fraction = float(validation_split) or POOLED_VALIDATION_FRACTION
+    num_test = int(round(POOLED_TEST_FRACTION * n))
+    num_val = int(round(fraction * (n - num_test)))
+    sizes = {"train": n - num_test - num_val, "validation": num_val, "test": num_test}
+    empty = [part for part, size in sizes.items() if size < 1]
+    if empty:
+        raise ValueError(
+            f"split='pooled' of {n} examples leaves the {' and '.join(empty)} part empty "
+            f"(20% test, {fraction:g} of the rest validation); it needs at least "
+            f"{_pooled_minimum(fraction)} examples, or use split='official'. Received: "
+            f"{n} examples")
+    order = _seeded_permutation(seed, n)
+    test_idx = np.sort(order[:num_test])
+    val_idx = np.sort(order[num_test:num_test + num_val])
+    train_idx = np.sort(order[num_test + num_val:])
+    return train_idx, val_idx, test_idx
+
+
+def _pooled_minimum(fraction):
+    n = 1
+    while True:
+        test = int(round(POOLED_TEST_FRACTION * n))
+        val = int(round(fraction * (n - test)))
+        if test >= 1 and val >= 1 and n - test - val >= 1:
+            return n
+        n += 1
 
 
 def _channel_stats(x):
@@ -155,6 +210,7 @@ def load(
     seed=3407,
     max_train_examples=None,
     *,
+    split="official",
     source="auto",
     cache_dir=None,
     prefetch=2,
@@ -172,10 +228,16 @@ def load(
         augment: random crop (4-pixel zero padding) + horizontal flip (flip only where it
             keeps the label) on the training split. Off by default (Wang 2026 uses none).
         validation_split: fraction of the training split held out (seeded), in [0, 1).
+            With ``split="pooled"``: the validation fraction of the non-test part (0: the
+            paper's 0.1).
         q_star: if given, each example is scaled to mean 0 and variance ``q_star`` over its
             pixels (Dent & Tanner 2026, section 3) instead of channel normalisation.
         seed: order, augmentation and validation-split seed (paper: 3407).
-        max_train_examples: keep only this many training examples (after the split).
+        max_train_examples: keep only this many training examples (after the split: the
+            validation and test parts do not change).
+        split: ``"official"`` (the dataset's train and test sets) or ``"pooled"`` (Dent &
+            Tanner 2026: train and test pooled, 20% test, 10% of the rest validation, seeded
+            by ``seed``; docs/data.md, "Splits").
         source: ``"auto"``, ``"files"``, ``"keras"`` (download through Keras) or ``"tfds"``.
         cache_dir: where decoded arrays of slow sources (Tiny ImageNet) are cached
             (default ``$KERASPARSE_CACHE_DIR`` or ``~/.keras/kerasparse``).
@@ -196,6 +258,8 @@ def load(
             "validation_split must be in [0, 1). "
             f"Received: validation_split={validation_split!r}"
         )
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}. Received: split={split!r}")
     if q_star is not None and not float(q_star) > 0.0:
         raise ValueError(f"q_star must be a positive number. Received: q_star={q_star!r}")
     if max_train_examples is not None and int(max_train_examples) < 1:
@@ -209,20 +273,33 @@ def load(
         raise ValueError(f"{name} images from {source_text} are {x_train.shape[1:]}, expected "
                          f"{info.input_shape}")
 
-    for split, y in (("training", y_train), ("test", y_test)):
+    for part, y in (("training", y_train), ("test", y_test)):
         y = np.asarray(y)
         if y.size and (y.min() < 0 or y.max() >= info.num_classes):
             bad = int(y.min()) if y.min() < 0 else int(y.max())
             raise ValueError(
-                f"{name} {split} labels from {source_text} must be class numbers in [0, "
+                f"{name} {part} labels from {source_text} must be class numbers in [0, "
                 f"{info.num_classes - 1}]; found label {bad} (damaged or mismatched label "
                 "file?)")
-    rng = np.random.default_rng(seed)
     x_val = y_val = None
-    num_val = int(round(float(validation_split) * len(x_train)))
-    if validation_split > 0 and num_val == 0:
-        num_val = 1
-    if num_val:
+    if split == "pooled":
+        x_all = np.concatenate([x_train, x_test])
+        y_all = np.concatenate([np.asarray(y_train), np.asarray(y_test)])
+        try:
+            train_idx, val_idx, test_idx = pooled_split(len(x_all), seed, validation_split)
+        except ValueError as exc:
+            raise ValueError(f"{name} from {source_text}: {exc}") from None
+        x_train, y_train = x_all[train_idx], y_all[train_idx]
+        x_val, y_val = x_all[val_idx], y_all[val_idx]
+        x_test, y_test = x_all[test_idx], y_all[test_idx]
+        del x_all, y_all
+        num_val = len(x_val)
+    else:
+        num_val = int(round(float(validation_split) * len(x_train)))
+        if validation_split > 0 and num_val == 0:
+            num_val = 1
+    if num_val and split == "official":
+        rng = np.random.default_rng(seed)
         order = rng.permutation(len(x_train))
         val_idx, train_idx = np.sort(order[:num_val]), np.sort(order[num_val:])
         x_val, y_val = x_train[val_idx], y_train[val_idx]
@@ -252,6 +329,7 @@ def load(
         num_test=len(x_test),
         normalization=normalization,
         source=source_text,
+        split=split,
         batch_size=int(batch_size),
         seed=int(seed),
         augment=bool(augment),
@@ -262,5 +340,5 @@ def load(
     )
 
 
-__all__ = ["DATASETS", "DatasetInfo", "MissingDependencyError", "SOURCES", "load",
-           "load_arrays"]
+__all__ = ["DATASETS", "DatasetInfo", "MissingDependencyError", "SOURCES", "SPLITS", "load",
+           "load_arrays", "pooled_split"]

@@ -23,6 +23,7 @@ class DatasetBundle:
             "std": [...]}`` or ``{"kind": "per_example", "q_star": 3.0}``.
         source: where the data came from (``"generated"``, ``"files:<dir>"``,
             ``"keras.datasets.<name>"``, ``"keras.utils.get_file:<dir>"``, ``"tfds[:<dir>]"``).
+        split: ``"official"`` or ``"pooled"`` (docs/data.md, "Splits").
         batch_size, seed, augment: as given to :func:`kerasparse.data.load`.
         pipeline: the :class:`kerasparse.data.pipeline.Pipeline` (order, augmentation and
             normalisation functions).
@@ -43,6 +44,7 @@ class DatasetBundle:
     num_test: int
     normalization: dict
     source: str
+    split: str = "official"
     batch_size: int = 128
     seed: int = 3407
     augment: bool = False
@@ -50,6 +52,11 @@ class DatasetBundle:
     prefetch: int = dataclasses.field(repr=False, default=2)
     _x_train: np.ndarray = dataclasses.field(repr=False, default=None)
     _y_train: np.ndarray = dataclasses.field(repr=False, default=None)
+
+    def split_record(self):
+        """What the run record says about the data: split, sizes and source."""
+        return {"split": self.split, "num_train": self.num_train, "num_val": self.num_val,
+                "num_test": self.num_test, "source": self.source}
 
     def steps_per_epoch(self, limit=None):
         """Batches in one epoch of :meth:`train_epochs`: ``ceil(num_train / batch_size)``,
