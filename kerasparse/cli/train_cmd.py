@@ -17,7 +17,7 @@ def _opt(help_text, *names):
 
 # Command-line options that map one-to-one onto config keys (None: not given, keep preset).
 OVERRIDES = (
-    "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
+    "model", "dataset", "epochs", "batch_size", "lr", "warmup_epochs", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
     "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
@@ -41,6 +41,11 @@ def train(
     epochs: Annotated[Optional[int], _opt("Epochs (default 500).", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
+    warmup_epochs: Annotated[
+        Optional[float],
+        _opt("Linear lr warm-up from 0 over this many epochs, then the schedule (default 0: "
+             "off, the paper's recipe).", "--warmup-epochs"),
+    ] = None,
     seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
     controller: Annotated[
         Optional[Controller], _opt("Keep-ratio controller (default none).", "--controller")
