@@ -273,12 +273,18 @@ def _print_summary(summary, out):
         ("best test accuracy", "-" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"),
         ("final loss", _fmt(summary["final"].get("loss"))),
         ("final keep ratio", _fmt(summary["final"].get("keep_ratio"))),
+        # The controller's resets of r to max_keep_ratio (history.csv's "resets"; "-": none).
+        ("keep-ratio resets", _count(summary["final"].get("resets"))),
         ("final nz", _fmt(summary["final"].get("nz"))),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+
+
+def _count(value):
+    return "-" if value is None or value == "" else str(int(value))
 
 
 def _fmt(value):
