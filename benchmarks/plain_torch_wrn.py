@@ -72,14 +72,15 @@ class Block(nn.Module):
 
 
 class WRN(nn.Module):
-    def __init__(self, depth=28, width=4, num_classes=10, keep_ratio=0.5, topk=True):
+    def __init__(self, depth=28, width=4, num_classes=10, keep_ratio=0.5, topk=True,
+                 in_channels=3):
         super().__init__()
         n = (depth - 4) // 6
 
         def act():
             return TopKReLU(keep_ratio) if topk else nn.ReLU()
 
-        layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False)], 16
+        layers, cin = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)], 16
         for cout, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
             for b in range(n):
                 layers.append(Block(cin, cout, stride if b == 0 else 1, act))

@@ -228,10 +228,21 @@ def build_optimizer(config, steps_per_epoch):
     import keras
 
     lr = config["lr"]
-    if config["schedule"] == "cosine":
+    total = max(1, config["epochs"] * steps_per_epoch)
+    warmup = warmup_steps(config, steps_per_epoch)
+    if warmup:
+        # Keras' CosineDecay does the warm-up itself: lr * s / W for steps s < W (from 0),
+        # then the cosine over the remaining steps; alpha=1 keeps the constant schedule flat.
         lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config["lr"],
-            decay_steps=max(1, config["epochs"] * steps_per_epoch),
+            initial_learning_rate=0.0,
+            decay_steps=max(1, total - warmup),
+            alpha=1.0 if config["schedule"] == "constant" else 0.0,
+            warmup_target=config["lr"],
+            warmup_steps=warmup,
+        )
+    elif config["schedule"] == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config["lr"], decay_steps=total
         )
     if config["optimizer"] == "adam":
         return keras.optimizers.AdamW(learning_rate=lr, weight_decay=config["weight_decay"])
@@ -241,6 +252,13 @@ def build_optimizer(config, steps_per_epoch):
         nesterov=config["nesterov"],
         weight_decay=config["weight_decay"] or None,
     )
+
+
+def warmup_steps(config, steps_per_epoch):
+    """The warm-up's length in steps: ``round(warmup_epochs * steps_per_epoch)``, at least 1
+    when a warm-up is asked for; 0 without one."""
+    epochs = config.get("warmup_epochs") or 0.0
+    return max(1, round(epochs * steps_per_epoch)) if epochs > 0 else 0
 
 
 def build_controller(config):

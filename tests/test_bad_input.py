@@ -63,6 +63,10 @@ TRAIN_CASES = [
      "steps_per_execution must be a number in [1, 2147483647]"),
     ("config-steps-per-execution", ["--config", "PRESET"], "steps_per_execution = 1.5\n",
      "steps_per_execution must be an integer"),
+    ("warmup-epochs-negative", ["--warmup-epochs", "-1"], None,
+     "warmup_epochs must be a number in [0, inf)"),
+    ("warmup-epochs-not-below-epochs", ["--epochs", "3", "--set", "warmup_epochs=3"], None,
+     "warmup_epochs must be below epochs"),
     # --- issue 16: numbers at their type's limits, hostile presets, --out, data files -----
     ("epochs-int64-overflow", ["--epochs", str(2**63)], None,
      "epochs must be a number in [1, 1000000]. Received: epochs=9223372036854775808"),

@@ -17,7 +17,7 @@ def _opt(help_text, *names):
 
 # Command-line options that map one-to-one onto config keys (None: not given, keep preset).
 OVERRIDES = (
-    "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
+    "model", "dataset", "epochs", "batch_size", "lr", "warmup_epochs", "seed", "controller", "keep_ratio",
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split",
     "data_dir", "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
@@ -41,6 +41,11 @@ def train(
     epochs: Annotated[Optional[int], _opt("Epochs (default 500).", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
+    warmup_epochs: Annotated[
+        Optional[float],
+        _opt("Linear lr warm-up from 0 over this many epochs, then the schedule (default 0: "
+             "off, the paper's recipe).", "--warmup-epochs"),
+    ] = None,
     seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
     controller: Annotated[
         Optional[Controller], _opt("Keep-ratio controller (default none).", "--controller")
@@ -273,12 +278,18 @@ def _print_summary(summary, out):
         ("best test accuracy", "-" if best is None else f"{best:.4f} (epoch {summary['best_epoch']})"),
         ("final loss", _fmt(summary["final"].get("loss"))),
         ("final keep ratio", _fmt(summary["final"].get("keep_ratio"))),
+        # The controller's resets of r to max_keep_ratio (history.csv's "resets"; "-": none).
+        ("keep-ratio resets", _count(summary["final"].get("resets"))),
         ("final nz", _fmt(summary["final"].get("nz"))),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+
+
+def _count(value):
+    return "-" if value is None or value == "" else str(int(value))
 
 
 def _fmt(value):
