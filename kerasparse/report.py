@@ -138,9 +138,21 @@ def run_row(path):
         "final_test_accuracy": last.get("test_accuracy"),
         "final_loss": last.get("loss"),
         "final_nz": last.get("nz"),
+        "measured_sparsity": _measured_sparsity(summary, last),
         "resets": last.get("resets"),
         "wall_time_s": summary.get("wall_time_s"),
     }
+
+
+def _measured_sparsity(summary, last):
+    """The fraction of zero hidden activations: summary.json's ``measured_sparsity`` (written
+    by kerasparse train), else 1 - the last history row's ``nz`` (a running run, or one
+    written before that field existed); None if the run measured nothing."""
+    measured = summary.get("measured_sparsity")
+    if isinstance(measured, dict) and isinstance(measured.get("overall"), int | float):
+        return float(measured["overall"])
+    nz = last.get("nz")
+    return 1.0 - nz if isinstance(nz, float) else None
 
 
 def median(values):

@@ -269,6 +269,7 @@ def _print_summary(summary, out):
         ("final loss", _fmt(summary["final"].get("loss"))),
         ("final keep ratio", _fmt(summary["final"].get("keep_ratio"))),
         ("final nz", _fmt(summary["final"].get("nz"))),
+        ("measured sparsity", _fmt((summary.get("measured_sparsity") or {}).get("overall"))),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
     for key, value in rows:
