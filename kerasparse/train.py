@@ -586,6 +586,7 @@ class Run:
             "status": status,
             "epochs_done": len(self.history),
             "epochs": self.config["epochs"],
+            "steps_per_epoch": getattr(self, "steps", None),
             "best_test_accuracy": None if best is None else best["test_accuracy"],
             "best_epoch": None if best is None else best["epoch"],
             "final": final,

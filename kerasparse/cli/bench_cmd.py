@@ -71,6 +71,10 @@ def bench(
     matvec_sparsity: Annotated[
         str, typer.Option(help="With --sparse-matvec: the vector sparsities s.")
     ] = "0.5,0.8,0.9",
+    threads: Annotated[
+        int, typer.Option(help="With --sparse-matvec: CPU threads of the backend (0: its "
+                               "default; 1 gives stable figures on a shared machine).")
+    ] = 0,
     run: Annotated[
         Optional[str],
         typer.Option(help="With --sparse-matvec: a trained DeepMLP's run directory (its "
@@ -108,6 +112,9 @@ def bench(
         _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json)
         return
     if sparse_matvec:
+        if threads < 0:
+            fail(f"--threads must be >= 0. Received: --threads={threads}")
+        _limit_threads(name, threads)
         _sparse_matvec(name, matvec_m_over_n, matvec_n, matvec_sparsity, run, steps, warmup,
                        as_json)
         return
@@ -231,6 +238,24 @@ def _number_list(option, text, kind):
     return values
 
 
+def _limit_threads(backend, threads):
+    """``--threads N``: the sweep's per-cell thread limits (OpenMP/MKL, TensorFlow's pools,
+    XLA's Eigen pool) set before the backend starts, and torch's pool at run time."""
+    import os
+    import sys
+
+    if not threads:
+        return
+    from kerasparse import sweep
+
+    if "keras" not in sys.modules:
+        os.environ.update(sweep.thread_env(threads, backend))
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_json):
     """``--sparse-matvec``: Table 3 of Dent & Tanner 2026 on this backend, then a DeepMLP."""
     from kerasparse import rundir
@@ -255,7 +280,7 @@ def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_j
         tf.get_logger().setLevel("ERROR")  # retracing notices: one graph per matrix shape
     from kerasparse import bench as ks_bench
 
-    machine = ks_bench.machine_state()
+    machine = {**ks_bench.machine_state(), "threads": threads or None}
     rows = si.bench_matvec(backend, *grid, repeats=repeats, warmup=warmup)
     if run != "none":
         network = {"model": what, "rows": si.bench_mlp(backend, model, x, repeats=repeats,
