@@ -116,7 +116,7 @@ def bench(
             fail(f"--threads must be >= 0. Received: --threads={threads}")
         _limit_threads(name, threads)
         _sparse_matvec(name, matvec_m_over_n, matvec_n, matvec_sparsity, run, steps, warmup,
-                       as_json)
+                       as_json, threads)
         return
     ratios = _parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     from kerasparse import distribution, step_options
@@ -256,7 +256,8 @@ def _limit_threads(backend, threads):
         torch.set_num_threads(threads)
 
 
-def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_json):
+def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_json,
+                   threads=0):
     """``--sparse-matvec``: Table 3 of Dent & Tanner 2026 on this backend, then a DeepMLP."""
     from kerasparse import rundir
     from kerasparse import sparse_inference as si
