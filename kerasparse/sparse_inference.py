@@ -290,32 +290,42 @@ class _TfOps:
 # --- timing -----------------------------------------------------------------------------------
 
 
-def time_pair(functions, repeats=7, warmup=3, min_seconds=2e-3):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_pair(functions, repeats=7, warmup=3, min_seconds=2e-3, clock="wall"):
     """name -> median seconds per call of each zero-argument ``function`` (which must return
     only after the work is done): ``warmup`` calls each, then a loop length ``inner`` chosen
     so that one loop lasts at least ``min_seconds``, then ``repeats`` rounds of one loop of
-    each, interleaved."""
+    each, interleaved.
+
+    ``clock="cpu"`` measures the process's CPU time (all its threads) instead of wall time:
+    on a shared, oversubscribed CPU machine a process runs a fraction of the wall time and is
+    preempted mid-loop, so wall-clock medians measure the neighbours; CPU time measures the
+    work (use it with the backend held to one thread, ``--threads 1``). On a GPU only wall
+    time is meaningful."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         for fn in functions.values():
             fn()
     inner = 1
     for fn in functions.values():
-        start = time.perf_counter()
+        start = now()
         fn()
-        once = max(time.perf_counter() - start, 1e-7)
+        once = max(now() - start, 1e-7)
         inner = max(inner, min(10_000, math.ceil(min_seconds / once)))
     times = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
-            start = time.perf_counter()
+            start = now()
             for _ in range(inner):
                 fn()
-            times[name].append((time.perf_counter() - start) / inner)
+            times[name].append((now() - start) / inner)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_matvec(backend, m_over_n=GRID_M_OVER_N, ns=GRID_N, sparsities=GRID_SPARSITY,
-                 repeats=7, warmup=3, seed=0):
+                 repeats=7, warmup=3, seed=0, clock="wall"):
     """Table 3 on ``backend``: one row per (m/n, n, s) with the dense and sparse median
     seconds, the speedup (dense / sparse) and the paper's speedup where the cell is in its
     grid."""
@@ -331,7 +341,7 @@ def bench_matvec(backend, m_over_n=GRID_M_OVER_N, ns=GRID_N, sparsities=GRID_SPA
                 seconds = time_pair({
                     "dense": lambda: ops.sync(ops.dense(kernel, x)),
                     "sparse": lambda: ops.sync(ops.sparse(kernel, x)),
-                }, repeats, warmup)
+                }, repeats, warmup, clock=clock)
                 paper = PAPER_TABLE3.get((float(r), n))
                 rows.append({
                     "m_over_n": float(r), "n": n, "m": m, "sparsity": s,
@@ -425,7 +435,7 @@ def mlp_forward(backend, layers, x, sparse):
     return ops.numpy(ops.sync(h))
 
 
-def bench_mlp(backend, model, x, batch_sizes=(1, 64), repeats=7, warmup=3):
+def bench_mlp(backend, model, x, batch_sizes=(1, 64), repeats=7, warmup=3, clock="wall"):
     """Dense inference (the whole network compiled as one program where the backend
     compiles) against inference that exploits each hidden activation's zeros layer by layer
     (the rows of the next kernel for the columns that are non-zero in any example of the
@@ -461,7 +471,7 @@ def bench_mlp(backend, model, x, batch_sizes=(1, 64), repeats=7, warmup=3):
         seconds = time_pair({
             "dense": lambda: ops.sync(dense_compiled(xb)),
             "sparse": lambda: ops.sync(sparse_forward(xb)),
-        }, repeats, warmup)
+        }, repeats, warmup, clock=clock)
         rows.append({
             "batch": batch, "dense_ms": seconds["dense"] * 1e3,
             "sparse_ms": seconds["sparse"] * 1e3, "speedup": seconds["dense"] / seconds["sparse"],

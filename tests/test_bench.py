@@ -62,6 +62,7 @@ def test_bench_sites_micro_benchmark():
         (["--sparse-matvec", "--matvec-m-over-n", "1e9"], "m * n <= 268435456"),
         (["--sparse-matvec", "--run", "no-such-run"], "has no model.keras"),
         (["--sparse-matvec", "--threads", "-1"], "--threads must be >= 0"),
+        (["--sparse-matvec", "--clock", "gpu"], "--clock must be wall or cpu"),
     ],
 )
 def test_bench_bad_input_is_one_line_and_exit_2(args, message):

@@ -78,11 +78,13 @@ def test_bench_mlp_reports_the_sparsity_it_exploits(mlp):
 def test_bench_sparse_matvec_cli_prints_table3_layout():
     runner = CliRunner()
     args = ["bench", "--sparse-matvec", "--matvec-n", "20,300", "--matvec-m-over-n", "1",
-            "--matvec-sparsity", "0.8", "--run", "none", "--steps", "1", "--warmup", "1"]
+            "--matvec-sparsity", "0.8", "--run", "none", "--steps", "1", "--warmup", "1",
+            "--clock", "cpu"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["backend"] == BACKEND and report["network"] is None
+    assert report["clock"] == "cpu" and "load_average" in report
     rows = report["matvec"]
     assert [(r["m"], r["n"], r["sparsity"]) for r in rows] == [(20, 20, 0.8), (300, 300, 0.8)]
     assert [r["paper_speedup"] for r in rows] == [None, 1.782]  # Table 3, m/n = 1, n = 300

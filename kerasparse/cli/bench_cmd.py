@@ -75,6 +75,10 @@ def bench(
         int, typer.Option(help="With --sparse-matvec: CPU threads of the backend (0: its "
                                "default; 1 gives stable figures on a shared machine).")
     ] = 0,
+    clock: Annotated[
+        str, typer.Option(help="With --sparse-matvec: 'wall' time, or the process's 'cpu' "
+                               "time (a shared, loaded CPU machine; with --threads 1).")
+    ] = "wall",
     run: Annotated[
         Optional[str],
         typer.Option(help="With --sparse-matvec: a trained DeepMLP's run directory (its "
@@ -114,9 +118,11 @@ def bench(
     if sparse_matvec:
         if threads < 0:
             fail(f"--threads must be >= 0. Received: --threads={threads}")
+        if clock not in ("wall", "cpu"):
+            fail(f"--clock must be wall or cpu. Received: --clock={clock}")
         _limit_threads(name, threads)
         _sparse_matvec(name, matvec_m_over_n, matvec_n, matvec_sparsity, run, steps, warmup,
-                       as_json, threads)
+                       as_json, threads, clock)
         return
     ratios = _parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     from kerasparse import distribution, step_options
@@ -257,7 +263,7 @@ def _limit_threads(backend, threads):
 
 
 def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_json,
-                   threads=0):
+                   threads=0, clock="wall"):
     """``--sparse-matvec``: Table 3 of Dent & Tanner 2026 on this backend, then a DeepMLP."""
     from kerasparse import rundir
     from kerasparse import sparse_inference as si
@@ -281,16 +287,17 @@ def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_j
         tf.get_logger().setLevel("ERROR")  # retracing notices: one graph per matrix shape
     from kerasparse import bench as ks_bench
 
-    machine = {**ks_bench.machine_state(), "threads": threads or None}
-    rows = si.bench_matvec(backend, *grid, repeats=repeats, warmup=warmup)
+    machine = {**ks_bench.machine_state(), "threads": threads or None, "clock": clock}
+    rows = si.bench_matvec(backend, *grid, repeats=repeats, warmup=warmup, clock=clock)
     if run != "none":
         network = {"model": what, "rows": si.bench_mlp(backend, model, x, repeats=repeats,
-                                                       warmup=warmup)}
+                                                       warmup=warmup, clock=clock)}
     if as_json:
         print(json.dumps({"backend": backend, **machine, "matvec": rows, "network": network}))
         return
     console.print(f"{backend}: dense vs sparse matrix-vector product (Dent & Tanner 2026, "
-                  f"Table 3), {machine['date']}, load {machine['load_average']}:",
+                  f"Table 3), {machine['date']}, load {machine['load_average']}, {clock} "
+                  "time:",
                   highlight=False)
     for line in si.format_table3(rows, grid[2]):
         console.print(line, highlight=False, markup=False)
