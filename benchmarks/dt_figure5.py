@@ -16,7 +16,6 @@ resumed later with ``train_pack(dirs, resume=True)`` to extend the curves).
 """
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -35,8 +34,9 @@ def cell_dir(out, q, seed):
 
 
 def read_history(path):
-    with open(os.path.join(path, "history.csv"), newline="") as f:
-        return list(csv.DictReader(f))
+    from kerasparse import report
+
+    return report.load_run(path)[1]  # rows of floats
 
 
 def collect(out, q_stars, seeds):
@@ -51,35 +51,15 @@ def mean_sd(values):
 
 
 def plot(runs, window, png, title):
-    import matplotlib
+    """The figure, drawn by kerasparse.report.plot_seed_curves (as ``kerasparse report
+    SWEEP`` draws it): mean +- sd bands over seeds per q*."""
+    from kerasparse import report
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colours = {1.0: "tab:blue", 2.0: "tab:orange", 3.0: "tab:green"}
-    for q, hs in runs.items():
-        steps = [int(r["epoch"]) * window for r in hs[0]]
-        for ax, key in ((ax_loss, "loss"), (ax_acc, "test_accuracy")):
-            stats = [mean_sd([float(h[i][key]) for h in hs]) for i in range(len(steps))]
-            mean = [m for m, _ in stats]
-            sd = [s for _, s in stats]
-            ax.errorbar(steps, mean, yerr=sd, color=colours.get(q), capsize=2, lw=1.3,
-                        marker="o", ms=2.5, label=f"q* = {q:g}")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel(f"training loss (mean over each {window}-step window)")
-    ax_loss.set_title("(a) training loss")
-    ax_acc.set_xlabel("step")
-    ax_acc.set_ylabel("test accuracy (first 1,000 test images)")
-    ax_acc.set_title("(b) accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png)), exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    report.plot_seed_curves(
+        {f"q* = {q:g}": hs for q, hs in runs.items()}, png, title=title, steps_per_epoch=window,
+        accuracy_key="test_accuracy", accuracy_label="test accuracy (first 1,000 test images)",
+        loss_label=f"training loss (mean over each {window}-step window)")
 
 
 def table(runs, window):
@@ -133,8 +113,8 @@ def main(argv=None):
     seeds = [3407 + i for i in range(args.seeds)]
     dirs = [cell_dir(args.out, q, s) for q in q_stars for s in seeds]
 
+    sys.path.insert(0, ROOT)
     if not args.replot:
-        sys.path.insert(0, ROOT)
         from kerasparse.config import resolve
         from kerasparse.packed import train_pack
 

@@ -85,9 +85,17 @@ def plot_run(path, filename="training.png"):
         values = _series(history, key)
         if any(v is not None for v in values):
             ax.plot(epochs, values, color=style, label=label, lw=1.4)
+    resets = reset_epochs(history)
+    for i, epoch in enumerate(resets):  # Wang 2026 Figs. 1-3 mark each controller reset
+        for axis in (ax, ax_loss):
+            axis.axvline(epoch, color="tab:purple", ls="--", lw=0.8, alpha=0.7,
+                         label="controller reset" if i == 0 and axis is ax else None)
     best = None if summary is None else summary.get("best_test_accuracy")
     if isinstance(best, int | float) and not isinstance(best, bool):
-        ax.axhline(best, color="tab:red", ls=":", lw=1)
+        ax.axhline(best, color="tab:red", ls=":", lw=1,
+                   label=f"best test acc {best:.4f} (epoch {summary.get('best_epoch')})")
+        ax.annotate(f"best {best:.4f}", (epochs[0], best), xytext=(2, 2),
+                    textcoords="offset points", fontsize=8, color="tab:red")
         ax.set_title(
             f"{config.get('model')} on {config.get('dataset')}, controller "
             f"{config.get('controller')} ({config.get('backend')}): best test acc {best:.4f} "
@@ -111,12 +119,21 @@ def plot_run(path, filename="training.png"):
     ax_loss.grid(alpha=0.3)
     fig.tight_layout()
     out = os.path.join(path, filename)
-    try:
-        with rundir.atomic_write(out, "wb") as f:
-            fig.savefig(f, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    _save(fig, out)
     return out
+
+
+def reset_epochs(history):
+    """The epochs at whose end a keep-ratio controller reset r (the ``resets`` count went
+    up, or ``keep_ratio_reset`` is set)."""
+    epochs, before = [], 0.0
+    for row in history:
+        count, flag = row.get("resets"), row.get("keep_ratio_reset")
+        if (isinstance(count, float) and count > before) or (isinstance(flag, float) and flag):
+            epochs.append(row["epoch"])
+        if isinstance(count, float):
+            before = count
+    return epochs
 
 
 def run_row(path):
@@ -138,11 +155,203 @@ def run_row(path):
         "final_test_accuracy": last.get("test_accuracy"),
         "final_loss": last.get("loss"),
         "final_nz": last.get("nz"),
+        "measured_sparsity": _measured_sparsity(summary, last),
         "resets": last.get("resets"),
         "wall_time_s": summary.get("wall_time_s"),
     }
 
 
+def _measured_sparsity(summary, last):
+    """The fraction of zero hidden activations: summary.json's ``measured_sparsity`` (written
+    by kerasparse train), else 1 - the last history row's ``nz`` (a running run, or one
+    written before that field existed); None if the run measured nothing."""
+    measured = summary.get("measured_sparsity")
+    if isinstance(measured, dict) and isinstance(measured.get("overall"), int | float):
+        return float(measured["overall"])
+    nz = last.get("nz")
+    return 1.0 - nz if isinstance(nz, float) else None
+
+
 def median(values):
     values = [v for v in values if isinstance(v, float) and math.isfinite(v)]
     return statistics.median(values) if values else None
+
+
+# --- across seeds and runs: Dent & Tanner 2026 Figs. 5/6, and several runs in one figure ------
+
+
+def seed_curves(histories, key, steps_per_epoch=None):
+    """Mean and (sample) standard deviation over seeds of column ``key`` of each history,
+    epoch by epoch, over the epochs every seed has a finite value for: ``(x, mean, sd)``,
+    x in steps (epoch x ``steps_per_epoch``) or epochs. One seed: sd 0."""
+    n = min((len(h) for h in histories), default=0)
+    xs, means, sds = [], [], []
+    for i in range(n):
+        values = [h[i].get(key) for h in histories]
+        if not all(isinstance(v, float) and math.isfinite(v) for v in values):
+            continue
+        xs.append(histories[0][i]["epoch"] * (steps_per_epoch or 1))
+        means.append(statistics.fmean(values))
+        sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+    return xs, means, sds
+
+
+def plot_seed_curves(series, path, *, title, steps_per_epoch=None, accuracy_key=None,
+                     loss_label="mean training loss", accuracy_label=None):
+    """Dent & Tanner 2026 Figs. 5/6: (a) mean training loss and (b) validation accuracy
+    against step, one line per ``series`` label (e.g. ``"q* = 3"``: the histories of its
+    seeds), with a band of +- one standard deviation across seeds. ``accuracy_key``:
+    ``val_accuracy`` where the runs have it, else ``test_accuracy``. Returns
+    ``{label: {"loss": (x, mean, sd), "accuracy": (x, mean, sd)}}`` as drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if accuracy_key is None:
+        has_val = any(isinstance(row.get("val_accuracy"), float)
+                      for hs in series.values() for h in hs for row in h)
+        accuracy_key = "val_accuracy" if has_val else "test_accuracy"
+    accuracy_label = accuracy_label or accuracy_key.replace("_", " ")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    drawn = {}
+    for i, (label, histories) in enumerate(series.items()):
+        colour = f"C{i % 10}"
+        drawn[label] = {}
+        for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, accuracy_key, "accuracy")):
+            x, mean, sd = seed_curves(histories, key, steps_per_epoch)
+            drawn[label][name] = (x, mean, sd)
+            if not x:
+                continue
+            ax.plot(x, mean, color=colour, lw=1.4, marker="o" if len(x) < 30 else None,
+                    ms=2.5, label=f"{label} ({len(histories)} seed{'s' * (len(histories) > 1)})")
+            ax.fill_between(x, [m - d for m, d in zip(mean, sd)],
+                            [m + d for m, d in zip(mean, sd)], color=colour, alpha=0.2, lw=0)
+    x_label = "step" if steps_per_epoch else "epoch"
+    ax_loss.set(xlabel=x_label, ylabel=loss_label, title="(a) training loss")
+    ax_acc.set(xlabel=x_label, ylabel=f"{accuracy_label} (mean +- sd over seeds)",
+               title="(b) accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return drawn
+
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+
+    try:
+        with rundir.atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+SWEEP_PLAN = "sweep-plan.json"  # kerasparse.sweep.PLAN_FILE (not imported: keep this light)
+
+
+def is_sweep(path):
+    return os.path.isfile(os.path.join(path, SWEEP_PLAN))
+
+
+def sweep_cells(path):
+    """The run directories of a sweep folder that exist, in the plan's order."""
+    plan = rundir.read_json_object(os.path.join(path, SWEEP_PLAN))
+    names = plan.get("cells") or []
+    return [os.path.join(path, n) for n in names
+            if os.path.isfile(os.path.join(path, n, "config.json"))]
+
+
+def _label(point):
+    names = {"q_star": "q*", "v_prime": "V'", "sparsity": "s"}
+    return ", ".join(f"{names.get(k, k)} = {v:g}" if isinstance(v, int | float) else
+                     f"{names.get(k, k)} = {v}" for k, v in point.items())
+
+
+def sweep_series(path):
+    """A sweep folder's histories grouped for :func:`plot_sweep`: ``{figure label: {series
+    label: [histories of its seeds]}}`` and the steps per epoch (None if unknown). With
+    ``q_star`` in the grid and other grid keys too, one figure per value of the other keys
+    with a line per q* (Dent & Tanner's layout); else one figure, a line per grid point."""
+    plan = rundir.read_json_object(os.path.join(path, SWEEP_PLAN))
+    keys = list(plan.get("grid") or {})
+    groups, steps = {}, None
+    for cell in sweep_cells(path):
+        config, history, summary = load_run(cell)
+        if not history:
+            continue
+        if steps is None and summary and isinstance(summary.get("steps_per_epoch"), int):
+            steps = summary["steps_per_epoch"]
+        point = {k: config.get(k) for k in keys}
+        if "q_star" in point and len(point) > 1:
+            figure_key = _label({k: v for k, v in point.items() if k != "q_star"})
+            series_key = _label({"q_star": point["q_star"]})
+        else:
+            figure_key, series_key = "", _label(point) or "runs"
+        groups.setdefault(figure_key, {}).setdefault(series_key, []).append(history)
+    return {k: dict(sorted(v.items())) for k, v in groups.items()}, steps
+
+
+def plot_sweep(path, filename="figure.png"):
+    """Dent & Tanner Figs. 5/6 for a sweep folder (:func:`sweep_series`): ``figure.png``, or
+    ``figure-<values>.png`` per value of the grid keys other than q*. Returns ``{path
+    written: what plot_seed_curves drew}``."""
+    groups, steps = sweep_series(path)
+    cells = sweep_cells(path)
+    config = load_run(cells[0])[0] if cells else {}
+    written = {}
+    for figure_key, series in groups.items():
+        name = filename if len(groups) == 1 else (
+            f"{os.path.splitext(filename)[0]}-{_safe(figure_key)}.png")
+        epochs = min(len(h) for hs in series.values() for h in hs)
+        title = (f"{config.get('model')} ({config.get('activation') or 'relu'}) on "
+                 f"{config.get('dataset')}" + (f", {figure_key}" if figure_key else "")
+                 + f": mean +- sd over seeds, {epochs} epochs")
+        out = os.path.join(path, name)
+        written[out] = plot_seed_curves(series, out, title=title, steps_per_epoch=steps)
+    return written
+
+
+def _safe(text):
+    return "".join(c if c.isalnum() or c in "=.-" else "_" for c in text.replace(" ", ""))
+
+
+def plot_runs(paths, out):
+    """Several runs in one figure: test (or validation) accuracy and training loss against
+    epoch, one line per run, each labelled by its directory name; resets marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, path in enumerate(paths):
+        _, history, _ = load_run(path)
+        colour = f"C{i % 10}"
+        label = os.path.basename(os.path.normpath(path))
+        epochs = _series(history, "epoch")
+        acc_key = "test_accuracy" if any(v is not None for v in _series(history,
+                                                                         "test_accuracy")) \
+            else "val_accuracy"
+        ax_acc.plot(epochs, _series(history, acc_key), color=colour, lw=1.3, label=label)
+        loss = [v if isinstance(v, float) and math.isfinite(v) and v > 0 else None
+                for v in _series(history, "loss")]
+        if any(v is not None for v in loss):
+            ax_loss.plot(epochs, loss, color=colour, lw=1.2, label=label)
+        for epoch in reset_epochs(history):
+            ax_acc.axvline(epoch, color=colour, ls="--", lw=0.6, alpha=0.5)
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (dashed: controller resets)",
+               title="accuracy")
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    if ax_loss.lines:
+        ax_loss.set_yscale("log")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{len(paths)} runs", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return out

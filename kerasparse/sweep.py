@@ -1490,15 +1490,16 @@ def _best(path):
 
 def aggregate(the_plan):
     """One row per grid point: how many runs finished, diverged or failed, the median over
-    seeds of the best test accuracy and the measured sparsity (1 - nz of the last epoch) of
-    the finished (completed or diverged) runs."""
+    seeds of the best test accuracy and the measured sparsity (summary.json's
+    ``measured_sparsity``: the fraction of zero hidden activations at the last epoch, for any
+    activation) of the finished (completed or diverged) runs."""
     keys = the_plan.keys
     groups = {}
     for cell in the_plan.cells:
         groups.setdefault(tuple(cell.point[k] for k in keys), []).append(cell)
     rows = []
     for key, cells in groups.items():
-        accs, finals, nzs, states = [], [], [], []
+        accs, finals, sparsities, states = [], [], [], []
         for cell in cells:
             state = cell_state(cell.path)
             if state in FINISHED:
@@ -1509,11 +1510,10 @@ def aggregate(the_plan):
                 else:
                     accs.append(row["best_test_accuracy"])
                     finals.append(row["final_test_accuracy"])
-                    nzs.append(row["final_nz"])
+                    sparsities.append(row["measured_sparsity"])
             elif os.path.exists(cell.path + ".failed.json"):
                 state = "failed"
             states.append(state)
-        nz = report.median(nzs)
         rows.append({
             **dict(zip(keys, key)),
             "runs": len(cells),
@@ -1522,7 +1522,7 @@ def aggregate(the_plan):
             "failed": states.count("failed"),
             "median_best_test_accuracy": report.median(accs),
             "median_final_test_accuracy": report.median(finals),
-            "measured_sparsity": None if nz is None else 1.0 - nz,
+            "measured_sparsity": report.median(sparsities),
         })
     return rows
 

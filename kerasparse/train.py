@@ -604,9 +604,11 @@ class Run:
             "status": status,
             "epochs_done": len(self.history),
             "epochs": self.config["epochs"],
+            "steps_per_epoch": getattr(self, "steps", None),
             "best_test_accuracy": None if best is None else best["test_accuracy"],
             "best_epoch": None if best is None else best["epoch"],
             "final": final,
+            "measured_sparsity": measured_sparsity(final, self.config["monitor_batch"]),
             "diverged": _diverged_record(self.diverged),
             "wall_time_s": round(self.wall_before + time.time() - self.started, 3),
             "backend": self.backend,
@@ -621,6 +623,25 @@ class Run:
             "data": getattr(self, "data_record", None),
             "config": self.config,
         }
+
+
+def measured_sparsity(row, examples):
+    """Dent & Tanner's "observed sparsity" of a run for summary.json: the fraction of zero
+    hidden activations, overall and per layer, from a history row's ``nz`` / ``nz/<layer>``
+    (kerasparse.callbacks.SparsityMonitor; any activation: top-k sites, CReLU, CST, the
+    shrink family, ReLU), ``{"overall": 1 - nz, "layers": {name: 1 - nz/name}, "epoch": e,
+    "examples": n}``; None when the run measured nothing (``monitor_batch = 0``, no
+    activation layers, no epoch finished)."""
+    nz = row.get("nz")
+    if not isinstance(nz, float):
+        return None
+    return {
+        "overall": 1.0 - nz,
+        "layers": {key[3:]: 1.0 - value for key, value in row.items()
+                   if key.startswith("nz/") and isinstance(value, float)},
+        "epoch": row.get("epoch"),
+        "examples": examples,
+    }
 
 
 def _diverged_record(diverged):

@@ -56,6 +56,13 @@ def test_bench_sites_micro_benchmark():
         (["--steps", "0"], "--steps must be a positive integer"),
         (["--model", "wrn28-5"], "unknown model 'wrn28-5'"),
         (["--devices", "0"], "devices must be a positive integer"),
+        (["--sparse-matvec", "--matvec-n", "0"], "--matvec-n values must be integers in"),
+        (["--sparse-matvec", "--matvec-n", "3,x"], "--matvec-n must be comma-separated"),
+        (["--sparse-matvec", "--matvec-sparsity", "1"], "--matvec-sparsity values must be in"),
+        (["--sparse-matvec", "--matvec-m-over-n", "1e9"], "m * n <= 268435456"),
+        (["--sparse-matvec", "--run", "no-such-run"], "has no model.keras"),
+        (["--sparse-matvec", "--threads", "-1"], "--threads must be >= 0"),
+        (["--sparse-matvec", "--clock", "gpu"], "--clock must be wall or cpu"),
     ],
 )
 def test_bench_bad_input_is_one_line_and_exit_2(args, message):

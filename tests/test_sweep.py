@@ -97,6 +97,7 @@ def test_local_sweep_runs_every_cell_and_aggregates_from_the_run_directories(loc
         history = _history(cell)
         # The MLP's CReLU sites are measured (SparsityMonitor): 1 - nz of the last epoch.
         assert row["measured_sparsity"] == pytest.approx(1 - float(history[-1]["nz"]))
+        assert row["measured_sparsity"] == s["measured_sparsity"]["overall"]
         assert len(history) == 2 and (cell / "training.png").exists()
     with open(out / "sweep.json") as f:
         assert json.load(f) == list(table)

@@ -135,13 +135,26 @@ def test_eoc_app_equals_its_preset(tmp_path):
     preset = os.path.join(os.path.dirname(__file__), os.pardir, "configs",
                           "dent-tanner2026-dnn-mnist-q3.toml")
     train("--config", preset, "--dataset", "embedded", "--set", "depth=3", *size,
-          "--set", "monitor_batch=0", "--set", "test_examples=64", "--out", str(tmp_path / "cli"))
+          "--set", "monitor_batch=32", "--set", "test_examples=64", "--out", str(tmp_path / "cli"))
     a, b = history(tmp_path / "cli"), history(tmp_path / "app")
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
     assert float(a[0]["loss"]) != float(a[1]["loss"])
+    # The CReLU preset has no top-k site, yet its sparsity is measured (the SparsityMonitor
+    # counts the activation layers' zeros): per layer and overall, into history.csv and
+    # summary.json's measured_sparsity; the layer sizes are equal, so overall is their mean.
+    measured = summary(tmp_path / "cli")["measured_sparsity"]
+    last = a[-1]
+    assert set(measured["layers"]) == {"act1", "act2", "act3"}
+    for name, value in measured["layers"].items():
+        assert value == pytest.approx(1 - float(last[f"nz/{name}"]))
+    assert measured["overall"] == pytest.approx(1 - float(last["nz"]))
+    assert measured["overall"] == pytest.approx(np.mean(list(measured["layers"].values())))
+    assert (measured["epoch"], measured["examples"]) == (2, 32)
+    # At the edge of chaos with s = 0.85 most activations are zero (finite width: not exact).
+    assert 0.6 < measured["overall"] < 1.0
 
 
 @pytest.mark.parametrize("fault", ["batch:3:2", "checkpoint:2"])

@@ -56,6 +56,36 @@ def bench(
         typer.Option(help="Instead: micro-benchmark one sparse site vs ReLU per WRN group."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    # --- what sparse activations buy at inference (kerasparse.sparse_inference) ---
+    sparse_matvec: Annotated[
+        bool, typer.Option("--sparse-matvec", help="Instead: dense vs sparse matrix-vector "
+                           "products over Dent & Tanner's Table 3 grid, then dense vs sparse "
+                           "inference of a DeepMLP (batch 1 and 64).")
+    ] = False,
+    matvec_n: Annotated[
+        str, typer.Option(help="With --sparse-matvec: the vector sizes n.")
+    ] = "100,300,3000",
+    matvec_m_over_n: Annotated[
+        str, typer.Option(help="With --sparse-matvec: the matrix shapes m/n.")
+    ] = "0.5,1,2",
+    matvec_sparsity: Annotated[
+        str, typer.Option(help="With --sparse-matvec: the vector sparsities s.")
+    ] = "0.5,0.8,0.9",
+    threads: Annotated[
+        int, typer.Option(help="With --sparse-matvec: CPU threads of the backend (0: its "
+                               "default; 1 gives stable figures on a shared machine).")
+    ] = 0,
+    clock: Annotated[
+        str, typer.Option(help="With --sparse-matvec: 'wall' time, or the process's 'cpu' "
+                               "time (a shared, loaded CPU machine; with --threads 1).")
+    ] = "wall",
+    run: Annotated[
+        Optional[str],
+        typer.Option(help="With --sparse-matvec: a trained DeepMLP's run directory (its "
+                          "model.keras, inputs from its dataset); default: mlp100x300 at "
+                          "s = 0.85 at its EoC initialisation on Gaussian inputs of variance "
+                          "q*. 'none' skips the network."),
+    ] = None,
     # --- the input pipeline alone (kerasparse.data.bench_input) ---
     input_pipeline: Annotated[
         bool, typer.Option("--input-pipeline", help="Instead: time the input pipeline alone "
@@ -84,6 +114,15 @@ def bench(
         fail(f"--keep-ratio must be in (0, 1]. Received: --keep-ratio={keep_ratio}")
     if input_pipeline:
         _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json)
+        return
+    if sparse_matvec:
+        if threads < 0:
+            fail(f"--threads must be >= 0. Received: --threads={threads}")
+        if clock not in ("wall", "cpu"):
+            fail(f"--clock must be wall or cpu. Received: --clock={clock}")
+        _limit_threads(name, threads)
+        _sparse_matvec(name, matvec_m_over_n, matvec_n, matvec_sparsity, run, steps, warmup,
+                       as_json, threads, clock)
         return
     ratios = _parse_keep_ratios(keep_ratios) if keep_ratios is not None else None
     from kerasparse import distribution, step_options
@@ -191,3 +230,122 @@ def _bench_keep_ratios(ks_bench, model, ratios, options, as_json):
             f"  {name:>8}: {seconds * 1e3:8.1f} ms/step"
             + ("" if ratio is None else f"  ({ratio:.3f}x ReLU)")
         )
+
+
+def _number_list(option, text, kind):
+    """"0.5,1,2" -> (0.5, 1.0, 2.0) (kind int or float); a one-line error otherwise."""
+    try:
+        values = tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values:
+        what = "integers" if kind is int else "numbers"
+        fail(f"{option} must be comma-separated {what}. Received: {option}={text}")
+    return values
+
+
+def _limit_threads(backend, threads):
+    """``--threads N``: the sweep's per-cell thread limits (OpenMP/MKL, TensorFlow's pools,
+    XLA's Eigen pool) set before the backend starts, and torch's pool at run time."""
+    import os
+    import sys
+
+    if not threads:
+        return
+    from kerasparse import sweep
+
+    if "keras" not in sys.modules:
+        os.environ.update(sweep.thread_env(threads, backend))
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _sparse_matvec(backend, m_over_n, ns, sparsities, run, repeats, warmup, as_json,
+                   threads=0, clock="wall"):
+    """``--sparse-matvec``: Table 3 of Dent & Tanner 2026 on this backend, then a DeepMLP."""
+    from kerasparse import rundir
+    from kerasparse import sparse_inference as si
+
+    grid = (_number_list("--matvec-m-over-n", m_over_n, float),
+            _number_list("--matvec-n", ns, int),
+            _number_list("--matvec-sparsity", sparsities, float))
+    try:
+        si.check_grid(*grid)
+    except ValueError as exc:
+        fail(str(exc))
+    network = None
+    if run != "none":
+        try:
+            model, x, what = _sparse_network(run)
+        except (ValueError, OSError, rundir.RunDirError) as exc:
+            fail(str(exc).splitlines()[0])
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing notices: one graph per matrix shape
+    from kerasparse import bench as ks_bench
+
+    machine = {**ks_bench.machine_state(), "threads": threads or None, "clock": clock}
+    rows = si.bench_matvec(backend, *grid, repeats=repeats, warmup=warmup, clock=clock)
+    if run != "none":
+        network = {"model": what, "rows": si.bench_mlp(backend, model, x, repeats=repeats,
+                                                       warmup=warmup, clock=clock)}
+    if as_json:
+        print(json.dumps({"backend": backend, **machine, "matvec": rows, "network": network}))
+        return
+    console.print(f"{backend}: dense vs sparse matrix-vector product (Dent & Tanner 2026, "
+                  f"Table 3), {machine['date']}, load {machine['load_average']}, {clock} "
+                  "time:",
+                  highlight=False)
+    for line in si.format_table3(rows, grid[2]):
+        console.print(line, highlight=False, markup=False)
+    if network is not None:
+        console.print(f"{backend}: inference of {what}, dense vs sparse layer by layer:",
+                      highlight=False, markup=False)
+        for row in network["rows"]:
+            console.print(
+                f"  batch {row['batch']:>3}: dense {row['dense_ms']:8.3f} ms, sparse "
+                f"{row['sparse_ms']:8.3f} ms, speedup {row['speedup']:.3f}; activations "
+                f"{row['activation_sparsity']:.3f} zero, kernel rows skipped "
+                f"{row['rows_skipped']:.3f}", highlight=False, markup=False)
+
+
+def _sparse_network(run):
+    """(model, inputs, description) of ``--run`` (or the default untrained mlp100x300)."""
+    import os
+
+    import keras
+    import numpy as np
+
+    from kerasparse import models
+
+    if run is None:
+        model = models.get_model("mlp100x300", sparsity=0.85)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64, 28, 28, 1)).astype("float32") * np.sqrt(model.q_star)
+        return model, x, (f"mlp100x300 (s = 0.85, q* = {model.q_star:g}, EoC initialisation, "
+                          "Gaussian inputs)")
+    from kerasparse import data as ks_data
+    from kerasparse import rundir
+    from kerasparse.train import data_q_star
+
+    path = os.path.join(run, "model.keras")
+    if not os.path.isfile(path):
+        raise ValueError(f"--run {run!r} has no model.keras (a completed kerasparse train "
+                         "run of a DeepMLP is needed)")
+    config = rundir.read_json_object(os.path.join(run, "config.json"))
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as exc:  # a damaged file: one line, not a traceback
+        raise ValueError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    data = ks_data.load(config["dataset"], batch_size=64, data_dir=config.get("data_dir"),
+                        files_dir=config.get("files_dir"), q_star=data_q_star(config),
+                        seed=config.get("seed", 0))
+    x, _ = data.sample(64)
+    from kerasparse import sparse_inference
+
+    sparse_inference.mlp_layers(model)  # a DeepMLP, or a one-line error before any timing
+    return model, x, (f"{config.get('model')} of {run} (s = {config.get('sparsity')}, "
+                      f"{config.get('dataset')} inputs)")

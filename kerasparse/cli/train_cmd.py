@@ -281,6 +281,7 @@ def _print_summary(summary, out):
         # The controller's resets of r to max_keep_ratio (history.csv's "resets"; "-": none).
         ("keep-ratio resets", _count(summary["final"].get("resets"))),
         ("final nz", _fmt(summary["final"].get("nz"))),
+        ("measured sparsity", _fmt((summary.get("measured_sparsity") or {}).get("overall"))),
         ("wall time", f"{summary['wall_time_s']:.1f} s"),
     ]
     for key, value in rows:
