@@ -153,10 +153,18 @@ def check_weights_file(path):
 
 def load_weights(model, path):
     """``model.load_weights(path)``; a failure (a file damaged past what
-    :func:`check_weights_file` sees) is a RunDirError naming it."""
+    :func:`check_weights_file` sees, one that lacks some of the model's layers) is a
+    RunDirError naming it."""
+    import warnings
+
     try:
-        model.load_weights(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # Keras only warns when a file lacks a layer's group (the layer keeps its fresh
+        # weights) or an optimizer's variable count differs (it skips them): for a checkpoint
+        # each of those is a failed restore.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            model.load_weights(path)
+    except (OSError, ValueError, KeyError, TypeError, UserWarning) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise rundir.RunDirError(
             f"checkpoint {path} cannot be restored ({reason})") from None

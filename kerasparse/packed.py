@@ -599,11 +599,10 @@ class _Member:
         )
 
     def prune(self, epoch):
-        """Keep the two newest epochs, as ``kerasparse train`` does."""
-        folder = self.run.path("checkpoints")
-        for name in os.listdir(folder):
-            if name.startswith("epoch-") and name[6:10].isdigit() and int(name[6:10]) < epoch - 1:
-                os.unlink(os.path.join(folder, name))
+        """Keep the ``keep_checkpoints`` newest epochs, as ``kerasparse train`` does."""
+        from kerasparse import checkpoint
+
+        checkpoint.prune(self.run.path("checkpoints"), epoch, self.run.config["keep_checkpoints"])
 
     def checkpoint_epochs(self):
         """Epochs for which both checkpoint files exist."""

@@ -584,12 +584,16 @@ class Run:
             arrays = checkpoint.read_legacy(weights_path)
             checkpoint.check_legacy(arrays, model, weights_path)
         else:
-            checkpoint.check_weights_file(weights_path)
+            arrays = checkpoint.check_weights_file(weights_path)
         state_path = self.path(CHECKPOINTS, state_name)
         state = rundir.read_json_object(state_path)
         try:
             if not legacy:
                 checkpoint.check_manifest(state["variables"], model, weights_path)
+                if arrays != len(state["variables"]):
+                    raise rundir.RunDirError(
+                        f"checkpoint {weights_path} is damaged (it holds {arrays} arrays, "
+                        f"{state_path} lists {len(state['variables'])} variables)")
             history = state["history"]
             if not (isinstance(history, list) and len(history) == epoch
                     and all(isinstance(row, dict) for row in history)):
@@ -740,9 +744,8 @@ def user_callbacks(spec, out, config):
             module = importlib.import_module(module_name)
         except Exception as exc:  # the user's module: any error on import is theirs
             raise ConfigError(
-                f"callbacks: cannot import module {module_name!r} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}). Received: {item!r}"
-            ) from None
+                f"callbacks: cannot import module {module_name!r} ({_first_line(exc)}). "
+                f"Received: {item!r}") from None
         factory = module
         for part in name.split("."):
             factory = getattr(factory, part, None)
@@ -759,8 +762,8 @@ def user_callbacks(spec, out, config):
             result = factory(**kwargs)
         except Exception as exc:
             raise ConfigError(
-                f"callbacks: {item} raised {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                f"callbacks: {item} raised {type(exc).__name__} ({_first_line(exc)})"
+            ) from None
         result = list(result) if isinstance(result, (list, tuple)) else [result]
         for cb in result:
             if not isinstance(cb, keras.callbacks.Callback):
@@ -769,6 +772,11 @@ def user_callbacks(spec, out, config):
                     f"of them). Received: {type(cb).__name__}")
         made += result
     return made
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def saved_config(out):
