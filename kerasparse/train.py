@@ -804,8 +804,6 @@ def _run(out, config, resume, overwrite, verbose, callbacks):
             device_names = stack.enter_context(distribution.data_parallel(config["devices"]))
         except ValueError as exc:
             raise ConfigError(str(exc).splitlines()[0]) from None
-        setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
-        callbacks = callbacks + user_callbacks(config["callbacks"], out, config)
         if config["tensorboard"]:
             from kerasparse.callbacks import tensorboard_scalars
 
@@ -813,6 +811,10 @@ def _run(out, config, resume, overwrite, verbose, callbacks):
                 tensorboard_scalars.check_available()
             except tensorboard_scalars.MissingTensorBoard as exc:
                 raise ConfigError(str(exc)) from None
+        setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
+        # The user's callbacks once the model is built (seeded first: a factory that draws
+        # random numbers cannot change the initial weights).
+        callbacks = callbacks + user_callbacks(config["callbacks"], out, config)
         _raise_if_stopped("during start-up; nothing was trained or written")
         if not resume:
             rundir.prepare(out, overwrite=overwrite)

@@ -16,12 +16,12 @@ class MissingTensorBoard(ImportError):
 def check_available():
     """Raise :class:`MissingTensorBoard` (one line saying what to install) unless the
     ``tensorboard`` package can be imported; imports nothing else."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
+    try:
+        import tensorboard  # noqa: F401  (a light package module; the writer imports more)
+    except ImportError:
         raise MissingTensorBoard(
             "TensorBoard logging needs the tensorboard package, which is not installed: "
-            "pip install tensorboard (or pip install 'kerasparse[tensorboard]')")
+            "pip install tensorboard (or pip install 'kerasparse[tensorboard]')") from None
 
 
 class _EventFile:
