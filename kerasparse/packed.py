@@ -102,6 +102,10 @@ def _unpackable(config):
         )
     if config["devices"] != 1:
         return f"devices={config['devices']} cannot be packed; a pack runs on one device"
+    for key, flag in (("tensorboard", "--tensorboard"), ("callbacks", "--callback")):
+        if config[key]:  # the pack's members have no model of their own to give them
+            return (f"{key} ({flag}) cannot be packed; run these cells alone (--pack 1). "
+                    f"Received: {key}={config[key]!r}")
     return None
 
 
