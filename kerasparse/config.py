@@ -66,6 +66,11 @@ class Field:
     normalize: object = None  # applied to a value before its type check (or None)
 
 
+def _callbacks_ok(value):
+    items = [item.strip() for item in value.split(",")]
+    return all(m and f for m, _, f in (item.partition(":") for item in items if item)) and any(items)
+
+
 # The recipe of Wang 2026 is the default: SGD 0.1, Nesterov 0.9, no weight decay, cosine
 # decay over all epochs, batch 128, seed 3407, cross-entropy.
 FIELDS = {
@@ -137,6 +142,12 @@ FIELDS = {
                     "device kind: auto (a GPU if the backend sees one), cpu, gpu (required)"),
     "monitor_batch": Field(int, 256, _count(0), "SparsityMonitor batch (0: off)"),
     "checkpoint_every": Field(int, 1, _count(), "checkpoint every N epochs"),
+    "keep_checkpoints": Field(int, 2, _count(0), "keep the N newest epoch checkpoints (0: all)"),
+    "tensorboard": Field(bool, False, help="write TensorBoard scalars to <run>/tensorboard"),
+    "callbacks": Field(
+        str, None, (_callbacks_ok, "module:factory items separated by commas"),
+        "the user's Keras callbacks: module:factory, comma-separated", optional=True,
+    ),
 }
 
 

@@ -102,6 +102,10 @@ def _unpackable(config):
         )
     if config["devices"] != 1:
         return f"devices={config['devices']} cannot be packed; a pack runs on one device"
+    for key, flag in (("tensorboard", "--tensorboard"), ("callbacks", "--callback")):
+        if config[key]:  # the pack's members have no model of their own to give them
+            return (f"{key} ({flag}) cannot be packed; run these cells alone (--pack 1). "
+                    f"Received: {key}={config[key]!r}")
     return None
 
 
@@ -600,11 +604,10 @@ class _Member:
         )
 
     def prune(self, epoch):
-        """Keep the two newest epochs, as ``kerasparse train`` does."""
-        folder = self.run.path("checkpoints")
-        for name in os.listdir(folder):
-            if name.startswith("epoch-") and name[6:10].isdigit() and int(name[6:10]) < epoch - 1:
-                os.unlink(os.path.join(folder, name))
+        """Keep the ``keep_checkpoints`` newest epochs, as ``kerasparse train`` does."""
+        from kerasparse import checkpoint
+
+        checkpoint.prune(self.run.path("checkpoints"), epoch, self.run.config["keep_checkpoints"])
 
     def checkpoint_epochs(self):
         """Epochs for which both checkpoint files exist."""

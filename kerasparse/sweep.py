@@ -390,7 +390,8 @@ def checkpoint_epoch(path):
         names = set(os.listdir(folder))
     except OSError:
         return 0
-    epochs = [int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".npz")
+    epochs = [int(n[6:10]) for n in names if n.startswith("epoch-")
+              and n.endswith((".npz", ".weights.h5"))
               and n[6:10].isdigit() and f"epoch-{n[6:10]}.json" in names]
     return max(epochs, default=0)
 
@@ -402,6 +403,10 @@ def start_key(path):
     restores (a pack restores the newest epoch all its members hold)."""
     epoch = checkpoint_epoch(path)
     if epoch and os.path.isfile(os.path.join(path, "config.json")):
+        if os.path.isfile(os.path.join(path, "checkpoints", f"epoch-{epoch:04d}.weights.h5")):
+            # Written by `kerasparse train` (a cell run or retried alone): a pack restores its
+            # members from the .npz files packs write, so this cell resumes alone.
+            return ("alone", path)
         return ("resume", epoch)
     return ("fresh",)
 

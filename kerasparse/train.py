@@ -7,9 +7,12 @@ What a run directory holds (see docs/training.md):
                     keep_ratio, keep_ratio_reset, resets, nz, nz/<site>, time)
 - ``summary.json``  status, best test accuracy and its epoch, final metrics, wall time,
                     backend, versions, seed, git commit
-- ``checkpoints/``  ``epoch-NNNN.npz`` (every model and optimizer variable) and
-                    ``epoch-NNNN.json`` (controller state, history, RNG state), made current
-                    by an atomic rewrite of ``latest.json``
+- ``checkpoints/``  ``epoch-NNNN.weights.h5`` (every model and optimizer variable, Keras'
+                    weights format) and ``epoch-NNNN.json`` (controller state, history, RNG
+                    state, the variables' manifest), made current by an atomic rewrite of
+                    ``latest.json`` (:mod:`kerasparse.checkpoint`)
+- ``best.weights.h5`` the model's weights at its best epoch (validation accuracy, else test)
+- ``tensorboard/``  TensorBoard event files (``--tensorboard``)
 - ``model.keras``   the final model; ``training.png`` the plots
 
 Exact resume: the data order of epoch e is a pure function of (seed, e) (a stateless shuffle,
@@ -36,16 +39,14 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
-import zlib
-
 import numpy as np
 
 import kerasparse
-from kerasparse import rundir, step_options
+from kerasparse import checkpoint, rundir, step_options
 from kerasparse.config import ConfigError, resolve
 
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = checkpoint.CHECKPOINTS
+TENSORBOARD = "tensorboard"  # the event files' folder in a run directory (--tensorboard)
 
 # Guard and Progress look at the loss every CHECK_EVERY steps (and at each epoch's end), never
 # after every batch: on an accelerator a per-batch read would wait for each step to finish.
@@ -369,13 +370,18 @@ def _make_runner_callbacks(run):
             if run.controller is not None:
                 row["resets"] = run.controller.resets
             run.history.append(row)
-            # The checkpoint first, then history.csv: a failed checkpoint write leaves
-            # history.csv at the previous checkpoint, never a row ahead of it. A stop signal
-            # forces a checkpoint (with checkpoint_every > 1 the stop point gets one).
+            # The best checkpoint, the checkpoint, then history.csv: a failed checkpoint write
+            # leaves history.csv at the previous checkpoint, never a row ahead of it, and a
+            # resume replays (and so rewrites) any best.weights.h5 written after it. A stop
+            # signal forces a checkpoint (with checkpoint_every > 1 the stop point gets one).
             due = ((epoch + 1) % run.config["checkpoint_every"] == 0
                    or epoch + 1 == run.config["epochs"] or STOP.signum is not None)
-            what = "checkpoint"
+            what = "best checkpoint"
             try:
+                if run.is_best(row):
+                    checkpoint.write_weights(self.model, run.path(checkpoint.BEST),
+                                             include_optimizer=False)
+                what = "checkpoint"
                 if due:
                     run.save_checkpoint(self.model, epoch + 1)
                 what = "history.csv"
@@ -439,6 +445,20 @@ def _make_runner_callbacks(run):
     return TestEvaluator(), Guard(), Recorder(), Progress()
 
 
+def _recorded_epochs_only(callback, run):
+    """``callback`` whose on_epoch_end sees only the epochs the Recorder kept (not one cut
+    short by a signal or diverged): TensorBoard then holds the same epochs as history.csv."""
+    inner_end = callback.on_epoch_end
+
+    def on_epoch_end(epoch, logs=None):
+        if run.history and run.history[-1]["epoch"] == epoch + 1:
+            row = {k: v for k, v in run.history[-1].items() if k != "epoch"}
+            inner_end(epoch, {**row, **(logs or {})})
+
+    callback.on_epoch_end = on_epoch_end
+    return callback
+
+
 def epoch_progress_bar():
     """The rich bar of one epoch (epoch, bar, steps done, time, a metrics text field): the
     same for ``kerasparse train`` and packed training."""
@@ -480,6 +500,29 @@ class Run:
         self.device_names = None
         self.device_kind = None
         self.step_options = None
+        self.best_monitor = None  # the key best.weights.h5 is chosen by (val/test accuracy)
+        self.last_checkpoint_file = None
+
+    def is_best(self, row):
+        """True if ``row`` (the newest history row) beats every earlier row on
+        ``best_monitor`` (the first epoch wins a tie)."""
+        key = self.best_monitor
+        value = row.get(key) if key else None
+        if not isinstance(value, float) or not math.isfinite(value):
+            return False
+        earlier = [r.get(key) for r in self.history if r is not row]
+        return all(not isinstance(v, float) or v < value for v in earlier)
+
+    def best(self):
+        """{"file", "epoch", "monitor", "value"} of best.weights.h5, or None."""
+        key, best = self.best_monitor, None
+        for row in self.history:
+            value = row.get(key) if key else None
+            if isinstance(value, float) and math.isfinite(value) and (
+                    best is None or value > best["value"]):
+                best = {"file": checkpoint.BEST, "epoch": row["epoch"], "monitor": key,
+                        "value": value}
+        return best
 
     def cut_short(self):
         """True at the end of an epoch that a stop signal cut short (not all its steps)."""
@@ -500,18 +543,13 @@ class Run:
         rundir.atomic_write_text(self.path("history.csv"), buf.getvalue())
 
     def save_checkpoint(self, model, epoch):
-        """Weights + optimizer slots (npz) and state (json), then flip latest.json atomically."""
-        import keras
-
-        os.makedirs(self.path(CHECKPOINTS), exist_ok=True)
-        stem = f"epoch-{epoch:04d}"
-        # Through convert_to_tensor: a scalar MirroredVariable (tf.distribute, --devices N)
-        # cannot be turned into an array directly.
-        arrays = {f"v{i:05d}": keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(v))
-                  for i, v in enumerate(_all_variables(model))}
-        with rundir.atomic_write(self.path(CHECKPOINTS, f"{stem}.npz"), "wb") as f:
-            np.savez(f, **arrays)
-            _maybe_fault("diskfull", epoch)
+        """Weights (Keras' .weights.h5, model and optimizer) and state (json, with the
+        variables' manifest), then flip latest.json atomically, then prune old epochs."""
+        folder = self.path(CHECKPOINTS)
+        os.makedirs(folder, exist_ok=True)
+        name = checkpoint.weights_name(epoch)
+        checkpoint.write_weights(model, os.path.join(folder, name),
+                                 fault=lambda: _maybe_fault("diskfull", epoch))
         _maybe_fault("checkpoint", epoch)
         state = {
             "epoch": epoch,
@@ -520,20 +558,22 @@ class Run:
             "wall_time_s": self.wall_before + (time.time() - self.started),
             "python_random": _jsonable(random.getstate()),
             "numpy_random": _jsonable(np.random.get_state()),
+            "variables": checkpoint.manifest(model),
         }
-        rundir.atomic_write_json(self.path(CHECKPOINTS, f"{stem}.json"), state)
-        rundir.atomic_write_json(self.path(CHECKPOINTS, "latest.json"),
-                                 {"epoch": epoch, "weights": f"{stem}.npz", "state": f"{stem}.json"})
+        state_name = checkpoint.stem(epoch) + ".json"
+        rundir.atomic_write_json(os.path.join(folder, state_name), state)
+        rundir.atomic_write_json(os.path.join(folder, "latest.json"),
+                                 {"epoch": epoch, "weights": name, "state": state_name})
         self.last_checkpoint = epoch
-        for name in os.listdir(self.path(CHECKPOINTS)):  # keep the two newest epochs
-            if name.startswith("epoch-") and name[6:10].isdigit() and int(name[6:10]) < epoch - 1:
-                os.unlink(self.path(CHECKPOINTS, name))
+        self.last_checkpoint_file = os.path.join(folder, name)
+        checkpoint.prune(folder, epoch, self.config["keep_checkpoints"])
 
     def load_checkpoint(self, model):
         """Restore from latest.json; returns the number of finished epochs (0 if none).
 
-        Everything is read and checked (pointer, weights file, shapes, state) before the
-        first variable is assigned; a damaged or mismatched file raises RunDirError naming it.
+        Everything is read and checked (pointer, weights file, the variables by key, state)
+        before the first variable is assigned; a damaged or mismatched file raises
+        RunDirError naming it (and, for a mismatch, the first variable that differs).
         """
         latest = self.path(CHECKPOINTS, "latest.json")
         if not os.path.exists(latest):
@@ -551,24 +591,27 @@ class Run:
                     f"{latest} is damaged: {key!r} must name a file in {CHECKPOINTS}/. "
                     f"Received: {key}={name!r}")
         weights_path = self.path(CHECKPOINTS, weights)
+        legacy = weights.endswith(checkpoint.LEGACY_SUFFIX)
+        if not (legacy or weights.endswith(checkpoint.WEIGHTS_SUFFIX)):
+            raise rundir.RunDirError(
+                f"{latest} is damaged: 'weights' must name a {checkpoint.WEIGHTS_SUFFIX} "
+                f"(or older {checkpoint.LEGACY_SUFFIX}) file. Received: weights={weights!r}")
         if not os.path.isfile(weights_path):
             raise rundir.RunDirError(f"{weights_path} is missing ({latest} points to it)")
-        arrays = _read_weights(weights_path)
-        variables = _all_variables(model)
-        if len(arrays) != len(variables):
-            raise rundir.RunDirError(
-                f"checkpoint {weights_path} holds {len(arrays)} variables, the model "
-                f"has {len(variables)}: the run directory does not match its config"
-            )
-        for v, a in zip(variables, arrays):
-            if tuple(v.shape) != tuple(a.shape):
-                raise rundir.RunDirError(
-                    f"checkpoint {weights_path} does not match the model: {v.path} has shape "
-                    f"{tuple(v.shape)}, the checkpoint {tuple(a.shape)} (the run's config.json "
-                    "no longer describes the model that wrote it)")
+        if legacy:
+            arrays = checkpoint.read_legacy(weights_path)
+            checkpoint.check_legacy(arrays, model, weights_path)
+        else:
+            arrays = checkpoint.check_weights_file(weights_path)
         state_path = self.path(CHECKPOINTS, state_name)
         state = rundir.read_json_object(state_path)
         try:
+            if not legacy:
+                checkpoint.check_manifest(state["variables"], model, weights_path)
+                if arrays != len(state["variables"]):
+                    raise rundir.RunDirError(
+                        f"checkpoint {weights_path} is damaged (it holds {arrays} arrays, "
+                        f"{state_path} lists {len(state['variables'])} variables)")
             history = state["history"]
             if not (isinstance(history, list) and len(history) == epoch
                     and all(isinstance(row, dict) for row in history)):
@@ -583,13 +626,21 @@ class Run:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             detail = f"no {exc} entry" if isinstance(exc, KeyError) else str(exc)
             raise rundir.RunDirError(f"{state_path} is damaged ({detail})") from None
-        for v, a in zip(variables, arrays):
-            v.assign(a)
+        if legacy:
+            # Written by kerasparse before checkpoints were keyed by variable path, or by a
+            # train-pack member: the arrays are in variable order (count and shapes checked).
+            print(f"note: {weights_path} is an older index-ordered checkpoint; its variables "
+                  "are matched by position (the next checkpoint is a .weights.h5)")
+            for v, a in zip(checkpoint.all_variables(model), arrays):
+                v.assign(a)
+        else:
+            checkpoint.load_weights(model, weights_path)
         self.history = history
         self.wall_before = wall_before
         random.setstate(python_random)
         np.random.set_state(numpy_random)
         self.last_checkpoint = epoch
+        self.last_checkpoint_file = weights_path
         return epoch
 
     # -- summary
@@ -607,6 +658,7 @@ class Run:
             "steps_per_epoch": getattr(self, "steps", None),
             "best_test_accuracy": None if best is None else best["test_accuracy"],
             "best_epoch": None if best is None else best["epoch"],
+            "best_checkpoint": self.best(),  # best.weights.h5: epoch, monitor, value
             "final": final,
             "measured_sparsity": measured_sparsity(final, self.config["monitor_batch"]),
             "diverged": _diverged_record(self.diverged),
@@ -671,25 +723,8 @@ def _remove_fresh_run(out):
         os.rmdir(out)
 
 
-def _read_weights(path):
-    """The arrays v00000, v00001, ... of a checkpoint .npz (RunDirError if it is damaged)."""
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with data:
-            names = [f"v{i:05d}" for i in range(len(data.files))]
-            return [np.asarray(data[name]) for name in names]
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, EOFError):
-            reason = "empty or truncated"
-        raise rundir.RunDirError(
-            f"checkpoint {path} is damaged ({reason}); it cannot be restored") from None
-
-
-def _all_variables(model):
-    return list(model.variables) + list(model.optimizer.variables)
+def _all_variables(model):  # the order of the legacy .npz checkpoints (kerasparse.packed)
+    return checkpoint.all_variables(model)
 
 
 def _jsonable(value):
@@ -705,10 +740,14 @@ def _python_rng(value):
     return version, tuple(internal), gauss
 
 
-def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbose=1):
+def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbose=1,
+        callbacks=None):
     """Train according to ``config`` (a resolved dict) into ``out``; returns summary.json.
 
     ``resume=True`` continues ``out`` from its latest checkpoint with its saved config.
+    ``callbacks``: the caller's own Keras callbacks (logging to MLflow, W&B, ...), run after
+    the runner's, so their ``logs`` hold the epoch's test metrics, keep ratio and nz (the
+    config's ``callbacks`` entry, ``--callback module:factory``, adds more).
     Bad input (config, data source, model arguments) raises before anything is written.
     """
     with stop_on_signals():
@@ -719,7 +758,65 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
             if config is None:
                 raise ConfigError("no configuration given")
             rundir.check(out, overwrite=overwrite)
-        return _run(out, config, resume, overwrite, verbose)
+        return _run(out, config, resume, overwrite, verbose, list(callbacks or []))
+
+
+def user_callbacks(spec, out, config):
+    """The callbacks of the config's ``callbacks`` entry: ``"module:factory"`` items
+    separated by commas. Each factory (a callable: a Callback class, a function) is called
+    with no arguments, or with ``run_dir=`` / ``config=`` where its signature takes them,
+    and returns a ``keras.callbacks.Callback`` or a list of them. A module that cannot be
+    imported, a missing factory or a wrong return value raise ConfigError (one line)."""
+    import importlib
+    import inspect
+
+    import keras
+
+    made = []
+    for item in (spec or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        module_name, _, name = item.partition(":")
+        if not module_name or not name:
+            raise ConfigError(f"callbacks: expected module:factory. Received: {item!r}")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # the user's module: any error on import is theirs
+            raise ConfigError(
+                f"callbacks: cannot import module {module_name!r} ({_first_line(exc)}). "
+                f"Received: {item!r}") from None
+        factory = module
+        for part in name.split("."):
+            factory = getattr(factory, part, None)
+        if not callable(factory):
+            raise ConfigError(
+                f"callbacks: module {module_name!r} has no callable {name!r}. Received: "
+                f"{item!r}")
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            params = {}
+        kwargs = {k: v for k, v in (("run_dir", out), ("config", config)) if k in params}
+        try:
+            result = factory(**kwargs)
+        except Exception as exc:
+            raise ConfigError(
+                f"callbacks: {item} raised {type(exc).__name__} ({_first_line(exc)})"
+            ) from None
+        result = list(result) if isinstance(result, (list, tuple)) else [result]
+        for cb in result:
+            if not isinstance(cb, keras.callbacks.Callback):
+                raise ConfigError(
+                    f"callbacks: {item} must return a keras.callbacks.Callback (or a list "
+                    f"of them). Received: {type(cb).__name__}")
+        made += result
+    return made
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def saved_config(out):
@@ -738,7 +835,7 @@ def saved_config(out):
         raise ConfigError(message) from None
 
 
-def _run(out, config, resume, overwrite, verbose):
+def _run(out, config, resume, overwrite, verbose, callbacks):
     from kerasparse import distribution
 
     with contextlib.ExitStack() as stack:
@@ -747,12 +844,22 @@ def _run(out, config, resume, overwrite, verbose):
             device_names = stack.enter_context(distribution.data_parallel(config["devices"]))
         except ValueError as exc:
             raise ConfigError(str(exc).splitlines()[0]) from None
+        if config["tensorboard"]:
+            from kerasparse.callbacks import tensorboard_scalars
+
+            try:
+                tensorboard_scalars.check_available()
+            except tensorboard_scalars.MissingTensorBoard as exc:
+                raise ConfigError(str(exc)) from None
         setup = _setup(config)  # loads data and builds the model: fails early, writes nothing
+        # The user's callbacks once the model is built (seeded first: a factory that draws
+        # random numbers cannot change the initial weights).
+        callbacks = callbacks + user_callbacks(config["callbacks"], out, config)
         _raise_if_stopped("during start-up; nothing was trained or written")
         if not resume:
             rundir.prepare(out, overwrite=overwrite)
         with rundir.RunLock(out):
-            return _run_locked(out, config, setup, resume, verbose, device_names)
+            return _run_locked(out, config, setup, resume, verbose, device_names, callbacks)
 
 
 def _setup(config):
@@ -804,7 +911,7 @@ def _setup(config):
     return data, model, controller
 
 
-def _run_locked(out, config, setup, resume, verbose, device_names=None):
+def _run_locked(out, config, setup, resume, verbose, device_names=None, user_cbs=()):
     import keras
 
     from kerasparse import callbacks as ks_callbacks
@@ -836,6 +943,7 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
     }
     state.steps = steps
     state.controller = controller
+    state.best_monitor = "val_accuracy" if data.val is not None else "test_accuracy"
     state.test_ds = data.test
     if config["test_examples"] is not None:
         state.test_ds = data.test.head(config["test_examples"])
@@ -862,7 +970,14 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
         x_mon, _ = data.sample(config["monitor_batch"])
         cbs.append(ks_callbacks.SparsityMonitor(x_mon))
     test_eval, guard, recorder, progress = _make_runner_callbacks(state)
-    cbs += [test_eval, guard, recorder] + ([progress] if verbose else [])
+    # Order matters: the controller and the monitor write keep_ratio / nz into the logs,
+    # TestEvaluator the test metrics, Guard stops a diverged or interrupted epoch, Recorder
+    # keeps the epoch (history, checkpoints); what follows sees the complete logs.
+    cbs += [test_eval, guard, recorder]
+    if config["tensorboard"]:
+        cbs.append(_recorded_epochs_only(
+            ks_callbacks.TensorBoardScalars(os.path.join(out, TENSORBOARD)), state))
+    cbs += list(user_cbs) + ([progress] if verbose else [])
 
     status = "completed"
     if STOP.signum is not None:  # a signal during start-up: nothing trained in this process
@@ -899,7 +1014,7 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None):
         status = "diverged"
         kept = state.last_checkpoint
         where = ("no epoch finished, so there is no checkpoint" if kept is None else
-                 f"the last good checkpoint, {out}/{CHECKPOINTS}/epoch-{kept:04d}.npz "
+                 f"the last good checkpoint, {state.last_checkpoint_file} "
                  f"(epoch {kept}), is kept")
         print(
             f"Diverged: non-finite loss ({state.diverged['loss']}) at epoch "

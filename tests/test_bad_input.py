@@ -11,6 +11,7 @@ from kerasparse.cli import app
 runner = CliRunner()
 
 BAD_TOML_SYNTAX = 'model = "wrn16-1"\nepochs = = 3\n'
+MLP = ["--model", "mlp100x300", "--set", "depth=2", "--set", "width=16"]
 
 # (id, train arguments (OUT is replaced by a fresh path), preset text or None, expected text)
 TRAIN_CASES = [
@@ -89,6 +90,19 @@ TRAIN_CASES = [
     ("set-test-examples-zero", ["--set", "test_examples=0"], None, "test_examples must be a number"),
     ("set-checkpoint-every-zero", ["--set", "checkpoint_every=0"], None,
      "checkpoint_every must be a number in [1, 2147483647]"),
+    ("keep-checkpoints-negative", ["--keep-checkpoints", "-1"], None,
+     "keep_checkpoints must be a number in [0, 2147483647]. Received: keep_checkpoints=-1"),
+    ("callback-no-colon", ["--callback", "mylogging"], None,
+     "callbacks must be module:factory items separated by commas. Received: "
+     "callbacks='mylogging'"),
+    # A user's callbacks are imported once the model is built (the backend is set): small MLP.
+    ("callback-module-missing", [*MLP, "--callback", "no_such_module_xyz:make"], None,
+     "callbacks: cannot import module 'no_such_module_xyz' (No module named "),
+    ("callback-factory-missing", [*MLP, "--callback", "json:no_such_factory"], None,
+     "callbacks: module 'json' has no callable 'no_such_factory'"),
+    ("callback-not-a-callback", [*MLP, "--callback", "builtins:dict"], None,
+     "callbacks: builtins:dict must return a keras.callbacks.Callback (or a list of them). "
+     "Received: dict"),
     ("set-monitor-batch-negative", ["--set", "monitor_batch=-1"], None,
      "monitor_batch must be a number in [0, 2147483647]"),
     ("set-depth-huge", ["--set", f"depth={2**31}"], None, "depth must be a number in [1, 2147483647]"),
@@ -469,7 +483,7 @@ def test_sigint_in_the_last_epoch_is_not_recorded_and_resumes_exactly(runs, tmp_
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 1
     assert [row["epoch"] for row in _history(cut)] == ["1"]
     assert _json(cut / "checkpoints" / "latest.json")["epoch"] == 1
-    assert not (cut / "checkpoints" / "epoch-0002.npz").exists()
+    assert not (cut / "checkpoints" / "epoch-0002.weights.h5").exists()
     assert not (cut / "model.keras").exists()
     result = runner.invoke(app, ["train", "--quiet", "--resume", str(cut)])
     assert result.exit_code == 0, result.output
@@ -482,14 +496,56 @@ def test_sigint_in_the_last_epoch_is_not_recorded_and_resumes_exactly(runs, tmp_
                 assert ra[key] == rb[key], (key, ra, rb)
             else:
                 assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
-    with np.load(runs["reference"] / "checkpoints" / "epoch-0002.npz") as wa, \
-            np.load(cut / "checkpoints" / "epoch-0002.npz") as wb:
-        assert wa.files == wb.files
-        for name in wa.files:
-            if BACKEND == "torch":
-                assert np.array_equal(wa[name], wb[name]), name
-            else:
-                np.testing.assert_allclose(wa[name], wb[name], rtol=1e-5, atol=1e-6)
+    wa = _h5_arrays(runs["reference"] / "checkpoints" / "epoch-0002.weights.h5")
+    wb = _h5_arrays(cut / "checkpoints" / "epoch-0002.weights.h5")
+    assert wa.keys() == wb.keys() and any(k.startswith("optimizer/") for k in wa)
+    for name in wa:
+        if BACKEND == "torch":
+            assert np.array_equal(wa[name], wb[name]), name
+        else:
+            np.testing.assert_allclose(wa[name], wb[name], rtol=1e-5, atol=1e-6)
+
+
+def test_older_npz_checkpoint_resumes_exactly(runs, tmp_path):
+    """A checkpoint in the older format (epoch-0001.npz: every variable in order, as
+    kerasparse wrote them before and train-pack members still do) resumes with a one-line
+    note and gives the uninterrupted run."""
+    import shutil
+
+    import numpy as np
+
+    from kerasparse import checkpoint, train
+
+    cut = tmp_path / "cut"
+    shutil.copytree(runs["interrupted"], cut)
+    config = train.saved_config(str(cut))
+    _, model, _ = train._setup(config)
+    train.compile_model(model, config, 6)
+    model.optimizer.build(model.trainable_variables)
+    assert train.Run(str(cut), config, None).load_checkpoint(model) == 1
+    import keras
+
+    arrays = [keras.ops.convert_to_numpy(v) for v in checkpoint.all_variables(model)]
+    _npz_with({f"v{i:05d}": a for i, a in enumerate(arrays)})(cut)
+    (cut / CKPT).unlink()
+    result = runner.invoke(app, ["train", "--quiet", "--resume", str(cut)])
+    assert result.exit_code == 0, result.output
+    assert "epoch-0001.npz is an older index-ordered checkpoint" in " ".join(result.output.split())
+    a, b = _history(runs["reference"]), _history(cut)
+    assert [float(r["loss"]) for r in a] == pytest.approx([float(r["loss"]) for r in b],
+                                                          rel=1e-6)
+    assert os.path.exists(cut / "checkpoints" / "epoch-0002.weights.h5")
+
+
+def _h5_arrays(path):
+    """{dataset path: array} of a Keras .weights.h5 file, read with h5py."""
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found
 
 
 def test_sigterm_stops_like_sigint(tmp_path):
@@ -561,7 +617,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(runs, tmp_path):
         result, 1, "cannot write the checkpoint of epoch 2 in "
         f"{out} (No space left on device); the checkpoint of epoch 1 is intact")
     assert sorted(os.listdir(out / "checkpoints")) == [
-        "epoch-0001.json", "epoch-0001.npz", "latest.json"]  # no .tmp-* left behind
+        "epoch-0001.json", "epoch-0001.weights.h5", "latest.json"]  # no .tmp-* left behind
     assert _json(out / "checkpoints" / "latest.json")["epoch"] == 1
     assert [row["epoch"] for row in _history(out)] == ["1"]  # not a row ahead
     assert not (out / "summary.json").exists()  # never recorded as completed
@@ -611,23 +667,47 @@ def _truncate(relpath):
     return damage
 
 
-def _npz_with(arrays):
+def _legacy(write):
+    """Point latest.json at an older-format checkpoints/epoch-0001.npz made by ``write(f)``."""
     def damage(run):
-        import numpy as np
+        import json
 
         with open(run / "checkpoints" / "epoch-0001.npz", "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
+        latest = run / "checkpoints" / "latest.json"
+        latest.write_text(json.dumps({**_json(latest), "weights": "epoch-0001.npz"}))
     return damage
 
 
-def _npy(run):
+def _npz_with(arrays):
     import numpy as np
 
-    with open(run / "checkpoints" / "epoch-0001.npz", "wb") as f:
-        np.save(f, np.zeros(3))
+    return _legacy(lambda f: np.savez(f, **arrays))
 
 
-CKPT = "checkpoints/epoch-0001.npz"
+def _npy(f):
+    import numpy as np
+
+    np.save(f, np.zeros(3))
+
+
+def _h5_with_one_dataset(run):
+    import h5py
+
+    with h5py.File(run / CKPT, "w") as f:
+        f["layers/other/vars/0"] = [1.0, 2.0]
+
+
+def _h5_layer_renamed(run):
+    import h5py
+
+    with h5py.File(run / CKPT, "r+") as f:
+        layers = f["layers"]
+        first = next(name for name in sorted(layers) if len(layers[name]["vars"]))
+        layers.move(first, first + "_renamed")  # a layer with variables
+
+
+CKPT = "checkpoints/epoch-0001.weights.h5"
 STATE = "checkpoints/epoch-0001.json"
 LATEST = "checkpoints/latest.json"
 
@@ -662,15 +742,36 @@ RESUME_CASES = [
      "'weights' must name a file in checkpoints/. Received: weights='../config.json'"),
     ("latest-json-state-not-a-string", _set_json(LATEST, lambda p: p.update(state=7)),
      "'state' must name a file in checkpoints/. Received: state=7"),
-    ("checkpoint-missing", _write(CKPT, None), "epoch-0001.npz is missing (" ),
+    ("latest-json-weights-not-weights", _set_json(LATEST, lambda p: p.update(weights=STATE[12:])),
+     "'weights' must name a .weights.h5 (or older .npz) file. Received: weights='epoch-0001.json'"),
+    ("checkpoint-missing", _write(CKPT, None), "epoch-0001.weights.h5 is missing (" ),
     ("state-missing", _write(STATE, None), "epoch-0001.json is missing"),
-    ("checkpoint-truncated", _truncate(CKPT), "epoch-0001.npz is damaged"),
-    ("checkpoint-empty", _write(CKPT, b""), "epoch-0001.npz is damaged (empty or truncated)"),
-    ("checkpoint-text", _write(CKPT, "not a checkpoint\n"), "epoch-0001.npz is damaged"),
-    ("checkpoint-npy", _npy, "epoch-0001.npz is damaged (not an .npz archive)"),
-    ("checkpoint-fewer-variables", _npz_with({"v00000": [1.0]}), "holds 1 variables, the model has"),
+    ("checkpoint-truncated", _truncate(CKPT), "epoch-0001.weights.h5 is damaged"),
+    ("checkpoint-empty", _write(CKPT, b""), "epoch-0001.weights.h5 is damaged"),
+    ("checkpoint-text", _write(CKPT, "not a checkpoint\n"), "epoch-0001.weights.h5 is damaged"),
+    ("checkpoint-other-file", _h5_with_one_dataset,
+     "epoch-0001.weights.h5 is damaged (it holds 1 arrays, "),
+    ("checkpoint-layer-missing", _h5_layer_renamed, "epoch-0001.weights.h5 cannot be restored"),
+    # The manifest of the state file is checked, key by key, before anything is assigned.
     ("model-no-longer-matches", _set_json("config.json", lambda c: c.update(width=17)),
-     "does not match the model"),
+     "epoch-0001.weights.h5 does not match the model: dense1/kernel has shape "),
+    ("model-has-a-variable-the-checkpoint-lacks",
+     _set_json(STATE, lambda s: s.update(variables=s["variables"][1:])),
+     "does not match the model: the model has variable dense1/kernel"),
+    ("checkpoint-has-a-variable-the-model-lacks",
+     _set_json(STATE, lambda s: s["variables"].append(["extra/kernel", [3], "float32"])),
+     "does not match the model: it holds variable extra/kernel (3,), the model has no such"),
+    ("checkpoint-dtype-differs",
+     _set_json(STATE, lambda s: s["variables"][0].__setitem__(2, "float16")),
+     "does not match the model: dense1/kernel is float32, the checkpoint float16"),
+    ("state-json-no-variables", _set_json(STATE, lambda s: s.pop("variables")),
+     "epoch-0001.json is damaged (no 'variables' entry)"),
+    # Older checkpoints (.npz, arrays in variable order) are still read, and checked.
+    ("legacy-checkpoint-text", _legacy(lambda f: f.write(b"not a checkpoint\n")),
+     "epoch-0001.npz is damaged"),
+    ("legacy-checkpoint-npy", _legacy(_npy), "epoch-0001.npz is damaged (not an .npz archive)"),
+    ("legacy-checkpoint-fewer-variables", _npz_with({"v00000": [1.0]}),
+     "epoch-0001.npz holds 1 variables, the model has"),
     ("state-json-invalid", _write(STATE, "{"), "epoch-0001.json is damaged: not valid JSON"),
     ("state-json-list", _write(STATE, "[]"), "epoch-0001.json is damaged: it holds a JSON list"),
     ("state-json-no-history", _set_json(STATE, lambda s: s.pop("history")),

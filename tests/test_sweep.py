@@ -512,6 +512,11 @@ def test_pack_jobs_group_compatible_cells_that_start_the_same_way(tmp_path, pres
     assert sweep.start_key(cells[1].path) == ("resume", 1)
     names = [[c.name for c in job.cells] for job in sweep.pack_jobs(cells[:3], 3)]
     assert names == [["width=8_seed=3407", "width=8_seed=3409"], ["width=8_seed=3408"]]
+    # A newer checkpoint written by `kerasparse train` (.weights.h5): that cell resumes alone.
+    for name in ("epoch-0002.weights.h5", "epoch-0002.json"):
+        open(os.path.join(cells[1].path, "checkpoints", name), "w").close()
+    assert sweep.start_key(cells[1].path) == ("alone", cells[1].path)
+    assert sweep.checkpoint_epoch(cells[1].path) == 2
 
 
 def test_train_pack_args_carry_the_full_configs(tmp_path, preset):

@@ -205,7 +205,7 @@ def test_divergence_stops_cleanly(tmp_path):
     # The message points to a checkpoint file that exists, or says that there is none.
     text = " ".join(result.stdout.split())
     if s["epochs_done"]:
-        kept = f"{out}/checkpoints/epoch-{s['epochs_done']:04d}.npz"
+        kept = f"{out}/checkpoints/epoch-{s['epochs_done']:04d}.weights.h5"
         assert f"the last good checkpoint, {kept}" in text and os.path.exists(kept)
     else:
         assert "no epoch finished, so there is no checkpoint" in text

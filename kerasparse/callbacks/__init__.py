@@ -18,6 +18,7 @@ from kerasparse.callbacks.constant_keep_ratio import ConstantKeepRatio
 from kerasparse.callbacks.multiplicative_keep_ratio import MultiplicativeKeepRatio
 from kerasparse.callbacks.scheduled_keep_ratio import ScheduledKeepRatio
 from kerasparse.callbacks.sparsity_monitor import SparsityMonitor
+from kerasparse.callbacks.tensorboard_scalars import TensorBoardScalars
 
 __all__ = [
     "AdditiveKeepRatio",
@@ -25,6 +26,7 @@ __all__ = [
     "MultiplicativeKeepRatio",
     "ScheduledKeepRatio",
     "SparsityMonitor",
+    "TensorBoardScalars",
     "find_activation_layers",
     "find_topk_layers",
 ]

@@ -21,7 +21,8 @@ OVERRIDES = (
     "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
     "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split",
     "data_dir", "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
-    "device", "data_format", "jit_compile", "steps_per_execution",
+    "device", "data_format", "jit_compile", "steps_per_execution", "keep_checkpoints",
+    "tensorboard",
 )
 
 
@@ -116,6 +117,20 @@ def train(
         _opt("Device kind: auto (a GPU if the backend sees one), cpu, or gpu (fail without "
              "one).", "--device"),
     ] = None,
+    keep_checkpoints: Annotated[
+        Optional[int],
+        _opt("Keep the N newest epoch checkpoints (default 2; 0: all).", "--keep-checkpoints"),
+    ] = None,
+    tensorboard: Annotated[
+        Optional[bool],
+        _opt("Write TensorBoard scalars to <out>/tensorboard (needs the tensorboard "
+             "package).", "--tensorboard/--no-tensorboard"),
+    ] = None,
+    callback: Annotated[
+        Optional[list[str]],
+        _opt("Your own Keras callback: module:factory, a class or function returning a "
+             "Callback (repeatable; see docs/callbacks.md).", "--callback"),
+    ] = None,
     set_: Annotated[
         Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
     ] = None,
@@ -146,6 +161,7 @@ def _train(given, ks_config, rundir, step_options, ks_train):
                 raise UsageError("--resume and --overwrite exclude each other (--resume keeps "
                                  "the run's results; --overwrite would delete them)")
             extra = [k for k in OVERRIDES if given[k] is not None] + (["--config"] if config else [])
+            extra += ["--callback"] if given["callback"] else []
             if extra or set_ or out is not None:
                 raise UsageError(
                     "--resume continues a run with its saved config; drop the other options "
@@ -171,6 +187,8 @@ def _train(given, ks_config, rundir, step_options, ks_train):
                 value = given[key]
                 if value is not None:
                     overrides[key] = value.value if isinstance(value, enum.Enum) else value
+            if given["callback"]:
+                overrides["callbacks"] = ",".join(given["callback"])
             resolved = ks_config.resolve(config, overrides)
             name = use_backend(backend)  # before anything imports keras
             _prepare_devices(resolved, name)
