@@ -1,8 +1,23 @@
 """Shared test set-up. The backend is chosen by KERAS_BACKEND (dev.sh runs one process each)."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# JAX's persistent compilation cache, for this test session only (a fresh folder, removed at
+# exit): the suite compiles the same small programs again and again (the reference run, the
+# runs killed and resumed, sweep cells, each in a new process), and XLA's CPU compilation is
+# about two thirds of such a run's time. A cache hit loads the very executable a compile
+# would give, so nothing checked changes. Set before Keras imports jax; subprocesses inherit
+# it. A test session given its own JAX_COMPILATION_CACHE_DIR keeps it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _jax_cache = tempfile.mkdtemp(prefix="kerasparse-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _jax_cache, True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # (default 1 s)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
