@@ -82,14 +82,21 @@ def write_weights(model, path, *, include_optimizer=True, fault=None):
     fsync'ed, then ``os.replace``); ``include_optimizer=False`` writes the model's variables
     only (a file any copy of the model loads without an optimizer). ``fault`` (a callable)
     runs after the temporary file is written: the test hook of a failing write."""
-    from keras.src.saving import saving_lib  # save_weights with objects_to_skip
-
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=WEIGHTS_SUFFIX)
     os.close(fd)
     try:
-        skip = None if include_optimizer or model.optimizer is None else [model.optimizer]
-        saving_lib.save_weights_only(model, tmp, objects_to_skip=skip)
+        if include_optimizer or getattr(model, "optimizer", None) is None:
+            model.save_weights(tmp)
+        else:
+            # Model.save_weights has no way to leave the optimizer out; the function behind
+            # it does (objects_to_skip, recent Keras 3). Older Keras: the optimizer too.
+            from keras.src.saving import saving_lib
+
+            try:
+                saving_lib.save_weights_only(model, tmp, objects_to_skip=[model.optimizer])
+            except TypeError:
+                model.save_weights(tmp)
         if fault is not None:
             fault()
         with open(tmp, "rb+") as f:

@@ -602,15 +602,15 @@ class Run:
             arrays = checkpoint.read_legacy(weights_path)
             checkpoint.check_legacy(arrays, model, weights_path)
         else:
-            arrays = checkpoint.check_weights_file(weights_path)
+            stored = checkpoint.check_weights_file(weights_path)  # its number of arrays
         state_path = self.path(CHECKPOINTS, state_name)
         state = rundir.read_json_object(state_path)
         try:
             if not legacy:
                 checkpoint.check_manifest(state["variables"], model, weights_path)
-                if arrays != len(state["variables"]):
+                if stored != len(state["variables"]):
                     raise rundir.RunDirError(
-                        f"checkpoint {weights_path} is damaged (it holds {arrays} arrays, "
+                        f"checkpoint {weights_path} is damaged (it holds {stored} arrays, "
                         f"{state_path} lists {len(state['variables'])} variables)")
             history = state["history"]
             if not (isinstance(history, list) and len(history) == epoch

@@ -128,8 +128,9 @@ def train(
     ] = None,
     callback: Annotated[
         Optional[list[str]],
-        _opt("Your own Keras callback: module:factory, a class or function returning a "
-             "Callback (repeatable; see docs/callbacks.md).", "--callback"),
+        typer.Option("--callback", metavar="MODULE:FACTORY", show_default=False,
+                     help="Your own Keras callback: a class or function returning a Callback "
+                          "(repeatable; see docs/callbacks.md)."),
     ] = None,
     set_: Annotated[
         Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
