@@ -1,9 +1,12 @@
 """`kerasparse train` end to end on the embedded dataset: results, exact resume after SIGKILL,
 divergence, Ctrl-C, the lock, reproducibility and report (sweeps: tests/test_sweep.py).
 
-Runs go through the real command line in subprocesses (the way users and sweeps run it), on
-the backend of this pytest process. Resumed histories must match within rel 1e-5 everywhere,
-and bit for bit on torch, where that was verified.
+Runs go through the real command line, on the backend of this pytest process: in
+subprocesses (the way users and sweeps run it) where the test is about the process itself
+(SIGKILL, SIGINT, the lock, the reference run the others compare with), in this process
+through CliRunner where it is not (the resumes, divergence, report, --overwrite). Resumed
+histories must match within rel 1e-5 everywhere, and bit for bit on torch, where that was
+verified.
 """
 
 import csv
@@ -16,8 +19,12 @@ import time
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from conftest import BACKEND
+from kerasparse.cli import app
+
+runner = CliRunner()
 
 TINY = [
     "--model", "wrn16-1", "--set", "depth=10", "--dataset", "embedded", "--train-examples", "96",
@@ -35,6 +42,14 @@ def train(*args, env_extra=None, check=True):
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def train_here(*args, exit_code=0):
+    """`kerasparse train` in this process (CliRunner): the same command without the cost of
+    a new interpreter importing Keras and the backend."""
+    result = runner.invoke(app, ["train", "--quiet", *args])
+    assert result.exit_code == exit_code, (result.exit_code, result.output, result.exception)
     return result
 
 
@@ -134,8 +149,9 @@ def test_eoc_app_equals_its_preset(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     preset = os.path.join(os.path.dirname(__file__), os.pardir, "configs",
                           "dent-tanner2026-dnn-mnist-q3.toml")
-    train("--config", preset, "--dataset", "embedded", "--set", "depth=3", *size,
-          "--set", "monitor_batch=32", "--set", "test_examples=64", "--out", str(tmp_path / "cli"))
+    train_here("--config", preset, "--dataset", "embedded", "--set", "depth=3", *size,
+               "--set", "monitor_batch=32", "--set", "test_examples=64",
+               "--out", str(tmp_path / "cli"))
     a, b = history(tmp_path / "cli"), history(tmp_path / "app")
     assert len(a) == len(b) == 2
     for ra, rb in zip(a, b):
@@ -170,7 +186,7 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(reference_run, tmp_p
     with open(out / "checkpoints" / "latest.json") as f:
         # A kill inside the epoch-2 checkpoint leaves latest.json at epoch 1.
         assert json.load(f)["epoch"] == (2 if fault.startswith("batch") else 1)
-    train("--resume", str(out))
+    train_here("--resume", str(out))
     # Epochs before the kill were computed by an independent process with the same seed, the
     # rest after the restore: equality with the reference run shows both reproducibility
     # (same seed, same history) and exact resume.
@@ -190,9 +206,8 @@ def test_resume_after_sigkill_replays_the_uninterrupted_run(reference_run, tmp_p
 
 def test_divergence_stops_cleanly(tmp_path):
     out = tmp_path / "nan"
-    result = train(*TINY, "--lr", "1e30", "--set", "schedule=\"constant\"", "--out", str(out),
-                   check=False)
-    assert result.returncode == 3, result.stdout + result.stderr
+    result = train_here(*TINY, "--lr", "1e30", "--set", "schedule=\"constant\"",
+                        "--out", str(out), exit_code=3)
     def strict(name):  # a bare NaN / Infinity is invalid JSON for strict readers
         raise ValueError(f"non-standard JSON constant {name}")
 
@@ -245,11 +260,8 @@ def test_second_process_on_the_same_directory_is_refused(reference_run):
 
 
 def test_report_and_overwrite(reference_run, tmp_path):
-    env = dict(os.environ, KERAS_BACKEND=BACKEND)
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasparse.cli", "report", "--json", str(reference_run)],
-        capture_output=True, text=True, env=env, check=True,
-    )
+    result = runner.invoke(app, ["report", "--json", str(reference_run)])
+    assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["status"] == "completed"
     assert row["best_test_accuracy"] == pytest.approx(summary(reference_run)["best_test_accuracy"])
@@ -259,7 +271,7 @@ def test_report_and_overwrite(reference_run, tmp_path):
     out.mkdir()
     (out / "config.json").write_text((reference_run / "config.json").read_text())
     (out / "old.txt").write_text("old")
-    train(*TINY, "--epochs", "1", "--out", str(out), "--overwrite")
+    train_here(*TINY, "--epochs", "1", "--out", str(out), "--overwrite")
     assert not (out / "old.txt").exists() and summary(out)["status"] == "completed"
 
 
