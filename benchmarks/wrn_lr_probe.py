@@ -63,7 +63,7 @@ def run_keras(args, data, torch_init):
         init = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
     model = WideResNet(depth=args.depth, width=args.width, num_classes=10,
                        input_shape=x.shape[1:], topk=False, kernel_initializer=init,
-                       data_format="channels_first")
+                       data_format=args.ks_data_format)
     if torch_init:
         dense = model.get_layer("logits")
         fan_in = dense.kernel.shape[0]
@@ -159,6 +159,8 @@ def main():
     parser.add_argument("--test-examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--variants", default="ks,plain")
+    parser.add_argument("--ks-data-format", default="channels_first",
+                        choices=["channels_first", "channels_last"])
     args = parser.parse_args()
     data = load(args)
     for variant in args.variants.split(","):
