@@ -18,6 +18,8 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
+# The EMA factor of each feedback controller when `smoothing` is not given (Wang 2026).
+SMOOTHING = {"add": 0.9, "mult": 0.5}
 
 
 class ConfigError(ValueError):
@@ -86,7 +88,7 @@ FIELDS = {
     "factor": Field(float, 0.98, _num(0, 1, low_open=True, high_open=True), "mult. factor"),
     "gap": Field(float, 0.2, _num(0, low_open=True), "multiplicative controller reset gap"),
     "smoothing": Field(
-        float, None, _num(0, 1, high_open=True), "EMA factor (add 0.9, mult 0.5)", True
+        float, None, _num(0, 1, high_open=True), "EMA factor (default: add 0.9, mult 0.5)", True
     ),
     "min_keep_ratio": Field(float, 0.0, _num(0, 1), "lowest keep ratio of a controller"),
     "max_keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "controller reset value"),

@@ -95,7 +95,7 @@ def compare(
         console.print(f"[bold]{name}[/]: training ({out / (name + '.log')})", highlight=False)
         with open(out / f"{name}.log", "w") as log:
             proc = subprocess.run(
-                [sys.executable, "-m", "kerasparse.bench", "compare-child", str(spec_path)],
+                [sys.executable, "-m", "kerasparse.compare", str(spec_path)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
             )
         if proc.returncode != 0 or not result_path.exists():

@@ -38,7 +38,10 @@ def train(
     ] = False,
     model: Annotated[Optional[str], _opt("Model name (see `kerasparse models`).", "--model")] = None,
     dataset: Annotated[Optional[str], _opt("Dataset: embedded, cifar10, mnist, ...", "--dataset")] = None,
-    epochs: Annotated[Optional[int], _opt("Epochs (default 500).", "--epochs")] = None,
+    epochs: Annotated[
+        Optional[int], _opt("Epochs (default 500); with --resume, extend the run to N epochs.",
+                            "--epochs")
+    ] = None,
     batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
     seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
@@ -135,10 +138,12 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             if overwrite:
                 raise UsageError("--resume and --overwrite exclude each other (--resume keeps "
                                  "the run's results; --overwrite would delete them)")
-            extra = [k for k in OVERRIDES if given[k] is not None] + (["--config"] if config else [])
+            extra = [k for k in OVERRIDES if given[k] is not None and k != "epochs"]
+            extra += ["--config"] if config else []
             if extra or set_ or out is not None:
                 raise UsageError(
-                    "--resume continues a run with its saved config; drop the other options "
+                    "--resume continues a run with its saved config (only --epochs N may "
+                    "extend it); drop the other options "
                     f"({', '.join(extra + (['--set'] if set_ else []) + (['--out'] if out else []))})"
                 )
             saved_config = _saved_config(resume)
@@ -150,6 +155,8 @@ def _train(given, ks_config, rundir, step_options, ks_train):
                 )
             name = use_backend(backend or saved)
             _prepare_devices(saved_config, name)
+            if given["epochs"] is not None:  # extend the run (a finished one included)
+                ks_train.extend_run(str(resume), given["epochs"])
             return ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
         else:
             if out is None:
