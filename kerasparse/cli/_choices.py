@@ -1,18 +1,26 @@
-"""The command line's choice types, made from the one table of each (``kerasparse.config``,
-``kerasparse.step_options``), so ``train`` and ``bench`` offer the same values as the config
-schema accepts."""
+"""The command line's choice types, made from the choice fields of ``kerasparse.config.FIELDS``
+(whose values come from the one table of each: ``config``, ``step_options``), so ``train`` and
+``bench`` offer the same values as the config schema accepts."""
 
 import enum
+import functools
 
-from kerasparse import config, step_options
+from kerasparse import config
 
 
 def _choices(name, values):
     return enum.Enum(name, {value: value for value in values}, type=str)
 
 
-Controller = _choices("Controller", config.CONTROLLERS)
-Precision = _choices("Precision", config.PRECISIONS)
-Device = _choices("Device", config.DEVICES)
-DataFormat = _choices("DataFormat", step_options.DATA_FORMATS)
-JitCompile = _choices("JitCompile", step_options.JIT_COMPILE)
+@functools.cache
+def for_field(key):
+    """The choice type of config key ``key`` (a choice field of ``config.FIELDS``)."""
+    name = "".join(part.title() for part in key.split("_"))
+    return _choices(name, config.FIELDS[key].choices)
+
+
+Controller = for_field("controller")
+Precision = for_field("precision")
+Device = for_field("device")
+DataFormat = for_field("data_format")
+JitCompile = for_field("jit_compile")

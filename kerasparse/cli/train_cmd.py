@@ -1,133 +1,91 @@
 """``kerasparse train``: one training run (a preset plus command-line overrides)."""
 
 import enum
+import inspect
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from kerasparse import config as ks_config
+from kerasparse.cli import _choices
 from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
-from kerasparse.cli._choices import Controller, DataFormat, Device, JitCompile, Precision
 
 
 def _opt(help_text, *names):
     return typer.Option(*names, help=help_text, show_default=False)
 
 
-# Command-line options that map one-to-one onto config keys (None: not given, keep preset).
-OVERRIDES = (
-    "model", "dataset", "epochs", "batch_size", "lr", "seed", "controller", "keep_ratio",
-    "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
-    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "data_dir",
-    "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices", "device",
-    "data_format", "jit_compile", "steps_per_execution",
-)
+def _flag(key):
+    return "--" + key.replace("_", "-")
 
 
-@app.command()
-def train(
-    backend: BackendOption = None,
-    config: Annotated[Optional[Path], _opt("Preset TOML file (configs/*.toml).", "--config")] = None,
-    out: Annotated[Optional[Path], _opt("Run directory for results.", "--out")] = None,
-    resume: Annotated[
-        Optional[Path], _opt("Continue the run in this directory.", "--resume")
-    ] = None,
-    overwrite: Annotated[
-        bool, _opt("Replace an existing run directory (deletes its results).", "--overwrite")
-    ] = False,
-    model: Annotated[Optional[str], _opt("Model name (see `kerasparse models`).", "--model")] = None,
-    dataset: Annotated[Optional[str], _opt("Dataset: embedded, cifar10, mnist, ...", "--dataset")] = None,
-    epochs: Annotated[
-        Optional[int], _opt("Epochs (default 500); with --resume, extend the run to N epochs.",
-                            "--epochs")
-    ] = None,
-    batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
-    lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
-    seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
-    controller: Annotated[
-        Optional[Controller], _opt("Keep-ratio controller (default none).", "--controller")
-    ] = None,
-    keep_ratio: Annotated[Optional[float], _opt("Keep ratio for --controller constant.", "--keep-ratio")] = None,
-    step: Annotated[Optional[float], _opt("Additive controller step (0.01).", "--step")] = None,
-    drop: Annotated[Optional[float], _opt("Additive controller reset drop (0.01).", "--drop")] = None,
-    factor: Annotated[Optional[float], _opt("Multiplicative factor (0.98).", "--factor")] = None,
-    gap: Annotated[Optional[float], _opt("Multiplicative reset gap (0.2).", "--gap")] = None,
-    smoothing: Annotated[
-        Optional[float], _opt("Accuracy EMA factor (add 0.9, mult 0.5).", "--smoothing")
-    ] = None,
-    min_keep_ratio: Annotated[Optional[float], _opt("Lowest keep ratio (0).", "--min-keep-ratio")] = None,
-    max_keep_ratio: Annotated[Optional[float], _opt("Reset keep ratio (1).", "--max-keep-ratio")] = None,
-    activation: Annotated[
-        Optional[str], _opt("Activation of the sparse sites (relu, crelu, cst, ...).", "--activation")
-    ] = None,
-    topk: Annotated[
-        Optional[bool], _opt("GlobalTopK at the sparse sites (--no-topk: plain activation).", "--topk/--no-topk")
-    ] = None,
-    sparsity: Annotated[Optional[float], _opt("EoC target sparsity s.", "--sparsity")] = None,
-    q_star: Annotated[Optional[float], _opt("EoC fixed-point variance q*.", "--q-star")] = None,
-    v_prime: Annotated[Optional[float], _opt("EoC target V'(q*).", "--v-prime")] = None,
-    augment: Annotated[
-        Optional[bool], _opt("Random crop + flip (default off).", "--augment/--no-augment")
-    ] = None,
-    validation_split: Annotated[
-        Optional[float], _opt("Fraction of training data held out for validation.", "--validation-split")
-    ] = None,
-    data_dir: Annotated[
-        Optional[str],
-        _opt("Folder of the dataset: its standard files (MNIST idx .gz, CIFAR python batches, "
-             "SVHN .mat, tiny-imagenet-200; detected) or a tensorflow-datasets data_dir.",
-             "--data-dir"),
-    ] = None,
-    files_dir: Annotated[
-        Optional[str], _opt("Older name of --data-dir (standard files only).", "--files-dir")
-    ] = None,
-    train_examples: Annotated[
-        Optional[int], _opt("Use only the first N training examples.", "--train-examples")
-    ] = None,
-    steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
-    precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
-    data_format: Annotated[
-        Optional[DataFormat],
-        _opt("Image layout inside WRN models (auto: channels_first on torch).", "--data-format"),
-    ] = None,
-    jit_compile: Annotated[
-        Optional[JitCompile],
-        _opt("Compile the step: XLA, torch.compile on torch (auto: Keras' choice).",
-             "--jit-compile"),
-    ] = None,
-    steps_per_execution: Annotated[
-        Optional[int],
-        _opt("Training steps per compiled call (jax, tensorflow; default 1).",
-             "--steps-per-execution"),
-    ] = None,
-    devices: Annotated[
-        Optional[int], _opt("Data-parallel devices (jax, tensorflow; default 1).", "--devices")
-    ] = None,
-    device: Annotated[
-        Optional[Device],
-        _opt("Device kind: auto (a GPU if the backend sees one), cpu, or gpu (fail without "
-             "one).", "--device"),
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
-    ] = None,
-    quiet: Annotated[bool, _opt("No progress bar.", "--quiet", "-q")] = False,
-):
+def _field_option(key, field):
+    """The ``--key`` option of config key ``key``, made from its ``config.FIELDS`` entry: its
+    type (a bool is ``--key/--no-key``, a choice field its choice type), its help and
+    default. None (the option's default) means not given: the preset's value stays."""
+    if field.type is bool:
+        names, kind = (f"{_flag(key)}/--no-{_flag(key)[2:]}",), bool
+    else:
+        names = (_flag(key),)
+        kind = _choices.for_field(key) if field.choices else field.type
+    text = field.help[:1].upper() + field.help[1:]
+    if field.default is not None and "default" not in field.help:
+        shown = str(field.default).lower() if field.type is bool else field.default
+        text += f" (default {shown})"
+    return inspect.Parameter(
+        key, inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[Optional[kind], _opt(text + ".", *names)],
+    )
+
+
+def _parameters():
+    """The command's parameters: its own (backend, files, run directory) and one option per
+    config key, generated from ``config.FIELDS`` (a key added there is an option here)."""
+    own = {
+        "backend": BackendOption,
+        "config": Annotated[Optional[Path], _opt("Preset TOML file (configs/*.toml).", "--config")],
+        "out": Annotated[Optional[Path], _opt("Run directory for results.", "--out")],
+        "resume": Annotated[Optional[Path], _opt(
+            "Continue the run in this directory (with --epochs N: extend it to N epochs).",
+            "--resume")],
+        "overwrite": Annotated[bool, _opt(
+            "Replace an existing run directory (deletes its results).", "--overwrite")],
+    }
+    defaults = {"overwrite": False}
+    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                                default=defaults.get(k))
+              for k, a in own.items()]
+    params += [_field_option(k, f) for k, f in ks_config.FIELDS.items()]
+    params += [
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")]),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, _opt("No progress bar.", "--quiet", "-q")]),
+    ]
+    return params
+
+
+def train(**given):
     """Train a model; results go to --out (history.csv, summary.json, plots, checkpoints)."""
-    from kerasparse import config as ks_config
     from kerasparse import rundir, step_options
     from kerasparse import train as ks_train  # NumPy only; Keras comes after use_backend
 
-    given = dict(locals())
     # SIGINT / SIGTERM from here on stop the run cleanly (kerasparse.train.stop_on_signals).
     with ks_train.stop_on_signals():
         summary = _train(given, ks_config, rundir, step_options, ks_train)
-    _print_summary(summary, str(resume or out))
+    _print_summary(summary, str(given["resume"] or given["out"]))
     if summary["status"] == "diverged":
         raise typer.Exit(3)
     if summary["status"] == "interrupted":
         raise typer.Exit(128 + (ks_train.STOP.signum or 2))
+
+
+# Typer reads the parameters from the signature: set it, then register the command.
+train.__signature__ = inspect.Signature(_parameters())
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
+app.command()(train)
 
 
 def _train(given, ks_config, rundir, step_options, ks_train):
@@ -138,7 +96,7 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             if overwrite:
                 raise UsageError("--resume and --overwrite exclude each other (--resume keeps "
                                  "the run's results; --overwrite would delete them)")
-            extra = [k for k in OVERRIDES if given[k] is not None and k != "epochs"]
+            extra = [k for k in ks_config.FIELDS if given[k] is not None and k != "epochs"]
             extra += ["--config"] if config else []
             if extra or set_ or out is not None:
                 raise UsageError(
@@ -164,7 +122,7 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             overrides = {}
             for key, value in (ks_config.parse_assignment(s) for s in set_ or []):
                 overrides[key] = value
-            for key in OVERRIDES:
+            for key in ks_config.FIELDS:
                 value = given[key]
                 if value is not None:
                     overrides[key] = value.value if isinstance(value, enum.Enum) else value
