@@ -84,7 +84,7 @@ class Field:
 FIELDS = {
     "model": Field(str, "wrn28-4", help="model name from the registry (kerasparse models)"),
     "dataset": Field(str, "cifar10", help="dataset name (embedded, cifar10, mnist, ...)"),
-    "epochs": Field(int, 500, _count(1, MAX_EPOCHS), "number of epochs (with --resume: extend the run to N epochs)"),
+    "epochs": Field(int, 500, _count(1, MAX_EPOCHS), "number of epochs"),
     "batch_size": Field(int, 128, _count(), "batch size"),
     "lr": Field(float, 0.1, _num(0, low_open=True), "initial learning rate"),
     "optimizer": Field(str, "sgd", _choice(OPTIMIZERS), "optimizer"),
@@ -94,7 +94,7 @@ FIELDS = {
     "schedule": Field(str, "cosine", _choice(SCHEDULES), "learning-rate schedule"),
     "seed": Field(int, 3407, _count(0, MAX_SEED), "seed for Python, NumPy, the backend and data order"),
     "controller": Field(str, "none", _choice(CONTROLLERS), "keep-ratio controller"),
-    "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio of --controller constant"),
+    "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio r of the constant controller"),
     "step": Field(float, 0.01, _num(0, 1, low_open=True), "additive controller step"),
     "drop": Field(float, 0.01, _num(0, low_open=True), "additive controller reset drop"),
     "factor": Field(float, 0.98, _num(0, 1, low_open=True, high_open=True), "mult. factor"),

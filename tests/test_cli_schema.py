@@ -70,3 +70,17 @@ def test_resume_refuses_any_generated_option(key, tmp_path):
     assert result.exit_code == 2
     assert f"drop the other options ({key})" in " ".join(result.output.split())
     assert train_cmd.train.__signature__.parameters[key].default is None
+
+
+def test_compare_options_come_from_the_same_schema(tmp_path):
+    from kerasparse.cli import compare_cmd
+
+    text = " ".join(runner.invoke(app, ["compare", "--help"], terminal_width=200).output.split())
+    for key in vars(compare_cmd.OPT):
+        field = config.FIELDS[key]
+        assert "--" + key.replace("_", "-") in text and field.help[1:] in text, key
+    assert "|".join(config.PRECISIONS) in text
+    bad = runner.invoke(app, ["compare", "--out", str(tmp_path / "c"), "--backends", "jax",
+                              "--precision", "float16"])
+    assert bad.exit_code == 2 and "'float16' is not one of" in bad.output
+    assert not (tmp_path / "c").exists()

@@ -17,29 +17,6 @@ def _opt(help_text, *names):
     return typer.Option(*names, help=help_text, show_default=False)
 
 
-def _flag(key):
-    return "--" + key.replace("_", "-")
-
-
-def _field_option(key, field):
-    """The ``--key`` option of config key ``key``, made from its ``config.FIELDS`` entry: its
-    type (a bool is ``--key/--no-key``, a choice field its choice type), its help and
-    default. None (the option's default) means not given: the preset's value stays."""
-    if field.type is bool:
-        names, kind = (f"{_flag(key)}/--no-{_flag(key)[2:]}",), bool
-    else:
-        names = (_flag(key),)
-        kind = _choices.for_field(key) if field.choices else field.type
-    text = field.help[:1].upper() + field.help[1:]
-    if field.default is not None and "default" not in field.help:
-        shown = str(field.default).lower() if field.type is bool else field.default
-        text += f" (default {shown})"
-    return inspect.Parameter(
-        key, inspect.Parameter.KEYWORD_ONLY, default=None,
-        annotation=Annotated[Optional[kind], _opt(text + ".", *names)],
-    )
-
-
 def _parameters():
     """The command's parameters: its own (backend, files, run directory) and one option per
     config key, generated from ``config.FIELDS`` (a key added there is an option here)."""
@@ -57,7 +34,8 @@ def _parameters():
     params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=a,
                                 default=defaults.get(k))
               for k, a in own.items()]
-    params += [_field_option(k, f) for k, f in ks_config.FIELDS.items()]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=_choices.option(k)) for k in ks_config.FIELDS]
     params += [
         inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")]),
