@@ -27,9 +27,13 @@ import argparse
 import json
 import os
 
-import keras
+import kerasparse
 
-from kerasparse import data, eoc, models
+kerasparse.use_default_backend()  # $KERAS_BACKEND, else jax: the backend of kerasparse train
+
+import keras  # noqa: E402
+
+from kerasparse import callbacks, data, eoc, models  # noqa: E402
 
 
 def parse_args():
@@ -95,7 +99,9 @@ def main():
         epochs=args.epochs,
         steps_per_epoch=steps,
         validation_data=ds.val,
-        callbacks=[keras.callbacks.CSVLogger(os.path.join(args.out, "history.csv"))],
+        # history.csv as kerasparse train writes it: val_* (the validation split) and test_*.
+        callbacks=[callbacks.HistoryCSV(os.path.join(args.out, "history.csv"),
+                                        test_data=ds.test)],
         shuffle=False,  # train_epochs already shuffles, per epoch
         verbose=2,
     ).history

@@ -10,8 +10,12 @@ minute on a CPU), with `MultiplicativeKeepRatio` moving the keep ratio r epoch b
 import argparse
 import os
 
-import keras
-import matplotlib
+import kerasparse
+
+kerasparse.use_default_backend()  # $KERAS_BACKEND, else jax: the backend of kerasparse train
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,9 +40,10 @@ model.compile("adam", loss, metrics=["accuracy"])
 controller = MultiplicativeKeepRatio(factor=0.85)  # the paper's 0.98, faster for a short demo
 history = model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=2,
                     callbacks=[controller, SparsityMonitor(x[:256])]).history
-plt.plot(history["keep_ratio"], label="keep ratio r (nominal)")
-plt.plot(history["nz"], label="non-zero fraction nz (actual)")
-plt.plot(history["accuracy"], label="training accuracy")
+epochs = range(1, len(history["loss"]) + 1)  # numbered from 1, as kerasparse train does
+plt.plot(epochs, history["keep_ratio"], label="keep ratio r (nominal)")
+plt.plot(epochs, history["nz"], label="non-zero fraction nz (actual)")
+plt.plot(epochs, history["accuracy"], label="training accuracy")
 plt.xlabel("epoch"), plt.legend(), plt.title(f"MultiplicativeKeepRatio: {controller.resets} resets")
 # -----------------------------------------------------------------------------------------------
 

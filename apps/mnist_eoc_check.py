@@ -19,11 +19,15 @@ import json
 import os
 import time
 
-import keras
-import numpy as np
+import kerasparse
 
-from kerasparse import data, eoc
-from kerasparse.models import DeepMLP
+kerasparse.use_default_backend()  # $KERAS_BACKEND, else jax: the backend of kerasparse train
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kerasparse import data, eoc  # noqa: E402
+from kerasparse.models import DeepMLP  # noqa: E402
 
 
 def parse_args():

@@ -1,4 +1,5 @@
-"""Benchmarks behind ``kerasparse bench`` and ``kerasparse compare``, and data parallelism.
+"""Benchmarks behind ``kerasparse bench``: timing only (``kerasparse compare`` trains through
+:mod:`kerasparse.compare`, which borrows :func:`machine_state` and :func:`peak_rss_mb`).
 
 Timing rules (docs/benchmarks.md): warm-up steps (tracing, compilation, allocator growth) are
 excluded, the median over timed steps is reported, and configurations that are compared
@@ -10,8 +11,6 @@ Keras is imported lazily: set the backend (``kerasparse.cli._app.use_backend`` o
 """
 
 import datetime
-import json
-import math
 import os
 import resource
 import statistics
@@ -320,88 +319,3 @@ def bench_topk_sites(batch_size=32, steps=10, warmup=2, keep_ratios=(0.5, 1.0), 
                  "ratio_to_relu": ms / relu_ms}
             )
     return rows
-
-
-# --- kerasparse compare: one backend's run, in its own process -------------------------------
-
-
-def compare_child(spec_path):
-    """Run one backend of ``kerasparse compare`` (called in a subprocess with KERAS_BACKEND
-    set); reads the JSON spec, writes the JSON result next to it.
-
-    The model and optimizer are built exactly as ``kerasparse train`` builds them
-    (:mod:`kerasparse.train`); the initial weights are loaded from the shared weights file
-    (written by the first backend), so every backend starts from the same point.
-    """
-    import keras
-
-    from kerasparse import train
-    from kerasparse.config import resolve
-
-    with open(spec_path) as f:
-        spec = json.load(f)
-    config = resolve(overrides=spec["config"])
-    data, model, _ = train._setup(config)
-    x_train, y_train = data.train_arrays()
-    steps = math.ceil(len(x_train) / config["batch_size"])
-    if config["steps_per_epoch"] is not None:
-        steps = min(steps, config["steps_per_epoch"])
-    backend = keras.backend.backend()
-    train.compile_model(model, config, steps)
-    weights = spec["initial_weights"]
-    if os.path.exists(weights):
-        model.load_weights(weights)
-    else:
-        model.save_weights(weights)
-    # The initial loss on a fixed slice of the (unshuffled, normalised) training set.
-    n0 = min(len(x_train), spec.get("initial_loss_examples", 256))
-    initial_loss = float(model.evaluate(x_train[:n0], y_train[:n0],
-                                        batch_size=config["batch_size"],
-                                        verbose=0, return_dict=True)["loss"])
-
-    step_times = []
-
-    class StepTimer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            step_times.append(time.perf_counter() - self._start)
-
-    # The epoch-indexed batches of `kerasparse train`: every backend sees the same data.
-    train_ds = data.train_epochs(config["epochs"], steps_per_epoch=steps)
-    test_ds = data.test
-    if config["test_examples"] is not None:
-        test_ds = data.test.head(config["test_examples"])
-    start = time.perf_counter()
-    history = model.fit(train_ds, epochs=config["epochs"], steps_per_epoch=steps,
-                        validation_data=test_ds, callbacks=[StepTimer()], shuffle=False,
-                        verbose=0)
-    wall = time.perf_counter() - start
-    accuracy = [float(a) for a in history.history["val_accuracy"]]
-    # Warm-up excluded: the first step of the run (tracing/compilation) is dropped.
-    timed = step_times[1:] or step_times
-    step_s = statistics.median(timed)
-    result = {
-        "backend": backend,
-        "step_s": step_s,
-        "images_per_s": config["batch_size"] / step_s,
-        "peak_rss_mb": peak_rss_mb(),
-        "initial_loss": initial_loss,
-        "final_accuracy": accuracy[-1],
-        "best_accuracy": max(accuracy),
-        "accuracy": accuracy,
-        "loss": [float(v) for v in history.history["loss"]],
-        "steps": len(step_times),
-        "wall_s": wall,
-    }
-    with open(spec["result"], "w") as f:
-        json.dump(result, f, indent=2)
-    return result
-
-
-if __name__ == "__main__":  # python -m kerasparse.bench compare-child SPEC.json
-    if len(sys.argv) == 3 and sys.argv[1] == "compare-child":
-        compare_child(sys.argv[2])
-    else:
-        sys.exit("usage: python -m kerasparse.bench compare-child SPEC.json")

@@ -20,6 +20,9 @@ SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
 SPLITS = ("official", "pooled")  # kerasparse.data.SPLITS (not imported: this module is NumPy-free)
 
+# The EMA factor of each feedback controller when `smoothing` is not given (Wang 2026).
+SMOOTHING = {"add": 0.9, "mult": 0.5}
+
 
 class ConfigError(ValueError):
     """An invalid configuration value (reported to CLI users as a one-line usage error)."""
@@ -52,8 +55,15 @@ def _count(low=1, high=MAX_COUNT):
     return _num(low, high)
 
 
+class _Choices(tuple):
+    """A check ``(predicate, description)`` that also lists its allowed values (``choices``:
+    the command line's choice types are made from them, kerasparse.cli._choices)."""
+
+
 def _choice(options):
-    return (lambda value: value in options), "one of " + ", ".join(options)
+    check = _Choices(((lambda value: value in options), "one of " + ", ".join(options)))
+    check.choices = tuple(options)
+    return check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +74,11 @@ class Field:
     help: str = ""
     optional: bool = False  # None allowed
     normalize: object = None  # applied to a value before its type check (or None)
+
+    @property
+    def choices(self):
+        """The allowed values of a choice field, else None."""
+        return getattr(self.check, "choices", None)
 
 
 def _callbacks_ok(value):
@@ -91,19 +106,19 @@ FIELDS = {
     ),
     "seed": Field(int, 3407, _count(0, MAX_SEED), "seed for Python, NumPy, the backend and data order"),
     "controller": Field(str, "none", _choice(CONTROLLERS), "keep-ratio controller"),
-    "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio (constant)"),
+    "keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "keep ratio r of the constant controller"),
     "step": Field(float, 0.01, _num(0, 1, low_open=True), "additive controller step"),
     "drop": Field(float, 0.01, _num(0, low_open=True), "additive controller reset drop"),
     "factor": Field(float, 0.98, _num(0, 1, low_open=True, high_open=True), "mult. factor"),
     "gap": Field(float, 0.2, _num(0, low_open=True), "multiplicative controller reset gap"),
     "smoothing": Field(
-        float, None, _num(0, 1, high_open=True), "EMA factor (add 0.9, mult 0.5)", True
+        float, None, _num(0, 1, high_open=True), "EMA factor of the monitored metric (default: add 0.9, mult 0.5)", True
     ),
     "min_keep_ratio": Field(float, 0.0, _num(0, 1), "lowest keep ratio of a controller"),
     "max_keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "controller reset value"),
     "monitor": Field(str, "accuracy", help="log key the controllers smooth"),
     "activation": Field(str, None, help="activation of the sparse sites", optional=True),
-    "topk": Field(bool, True, help="GlobalTopK at the sparse sites (False: plain activation)"),
+    "topk": Field(bool, True, help="GlobalTopK at the sparse sites (off: the plain activation)"),
     "norm": Field(str, None, help="WRN norm: rmsnorm, batchnorm, none", optional=True),
     "sparsity": Field(float, None, _num(0, 1, True, True), "EoC target sparsity s", True),
     "q_star": Field(float, None, _num(0, low_open=True), "EoC fixed-point variance q*", True),

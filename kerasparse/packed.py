@@ -732,6 +732,7 @@ class _Pack:
         self.interrupted = False
         self.epoch = 0
         self.batches_done = 0
+        self.epoch_lr = None  # the learning rate of the current epoch's first step
 
     # -- set-up: nothing written
     def setup(self):
@@ -812,9 +813,11 @@ class _Pack:
             m.run.data_record = {**bundle.split_record(), "test_evaluated": min(
                 bundle.num_test, m.run.config["test_examples"] or bundle.num_test)}
         if not resume:
-            for m in self.members:
+            from kerasparse.train import resolved_config
+
+            for m in self.members:  # the values each cell uses, defaults included
                 rundir.atomic_write_json(m.run.path("config.json"),
-                                         {**m.run.config, "backend": backend})
+                                         {**resolved_config(m.run.config), "backend": backend})
         crossentropy, member_loss, member_accuracy = _keras_parts()
         model = self.model
         model.compile(
@@ -903,9 +906,7 @@ class _Pack:
         return [m for m in self.members if m.status is None]
 
     def record_epoch(self, epoch, logs, seconds):
-        import keras
-
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        lr = self.epoch_lr  # the rate of the epoch's first step (kerasparse.history)
         # The columns in the order of a kerasparse train run's history.csv: Keras' logs
         # (train, val), the SparsityMonitor's nz, nz/<site>, then the test metrics.
         columns = [(f"{p}{k}", f"{p}member_{k}") for p in ("", "val_") for k in
@@ -1128,7 +1129,10 @@ def _pack_callbacks(pack, test):
         checkpoints of all of them."""
 
         def on_epoch_begin(self, epoch, logs=None):
+            from kerasparse.history import learning_rate
+
             self._start = time.perf_counter()
+            pack.epoch_lr = learning_rate(self.model.optimizer)
 
         def on_epoch_end(self, epoch, logs=None):
             # Keras ends the epoch early after stop_training (Ctrl-C, every member diverged):

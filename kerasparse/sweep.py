@@ -326,7 +326,9 @@ def _check_out(out, cells, backend):
                 f"{backend!r}; pass --backend {saved['backend']} or choose another --out"
             )
         for key, value in cell.config.items():
-            if key in saved and saved[key] != value:
+            # None in the plan is "the default": config.json records it resolved (the
+            # model's activation, a controller's smoothing, ...), so any value matches.
+            if key in saved and value is not None and saved[key] != value:
                 raise SweepError(
                     f"{cell.path!r} holds a run with {key}={saved[key]!r}, this sweep asks for "
                     f"{key}={value!r}; choose another --out (or move that cell away)"

@@ -26,10 +26,8 @@ before :func:`run`.
 """
 
 import contextlib
-import csv
 import datetime
 import errno
-import io
 import math
 import os
 import platform
@@ -43,7 +41,7 @@ import numpy as np
 
 import kerasparse
 from kerasparse import checkpoint, rundir, step_options
-from kerasparse.config import ConfigError, resolve
+from kerasparse.config import SMOOTHING, ConfigError, resolve
 
 CHECKPOINTS = checkpoint.CHECKPOINTS
 TENSORBOARD = "tensorboard"  # the event files' folder in a run directory (--tensorboard)
@@ -172,13 +170,59 @@ def git_commit():
 # Building blocks
 
 
+def build_data(config):
+    """The :class:`kerasparse.data.DatasetBundle` of ``config`` (its dataset, batch size,
+    split, q* scaling, seed and example cap), as every run loads it."""
+    from kerasparse import data as ks_data
+
+    return ks_data.load(
+        config["dataset"],
+        batch_size=config["batch_size"],
+        data_dir=config["data_dir"],
+        files_dir=config["files_dir"],
+        augment=config["augment"],
+        validation_split=config["validation_split"],
+        q_star=data_q_star(config),
+        seed=config["seed"],
+        max_train_examples=config["train_examples"],
+        split=config["split"],
+    )
+
+
+# The config keys that are model arguments (``width`` is DeepCNN's ``channels``).
+MODEL_KEYS = ("activation", "norm", "sparsity", "q_star", "v_prime", "depth", "width")
+
+
+def resolved_config(config):
+    """``config`` with the defaults a run actually uses written in (what config.json and
+    summary.json record): the model's ``activation``, ``norm``, ``depth``, ``width`` and, for
+    the edge-of-chaos nets, ``sparsity``, ``q_star``, ``v_prime`` (its registry preset, else its
+    builder's default), and a feedback controller's ``smoothing``. A key the model does not
+    take (``norm`` of an MLP) or the controller does not use stays None. Building from the
+    result gives the same model and controller as building from ``config``."""
+    from kerasparse import models
+
+    out = dict(config)
+    spec = models.model_spec(config["model"])
+    arguments = spec.arguments()
+    for key in MODEL_KEYS:
+        name = "channels" if key == "width" and spec.builder == "DeepCNN" else key
+        if out[key] is None and arguments.get(name) is not None:
+            if key in ("sparsity", "q_star", "v_prime") and not spec.takes_q_star:
+                continue
+            out[key] = arguments[name]
+    if out["smoothing"] is None and out["controller"] in SMOOTHING:
+        out["smoothing"] = SMOOTHING[out["controller"]]
+    return out
+
+
 def build_model(config, data):
     import keras
 
     from kerasparse import models
 
     overrides = {"num_classes": data.num_classes, "input_shape": tuple(data.input_shape)}
-    for key in ("activation", "norm", "sparsity", "q_star", "v_prime", "depth", "width"):
+    for key in MODEL_KEYS:
         if config[key] is not None:
             overrides[key] = config[key]
     if "width" in overrides and models.model_spec(config["model"]).builder == "DeepCNN":
@@ -272,12 +316,12 @@ def build_controller(config):
         max_keep_ratio=config["max_keep_ratio"],
     )
     if name == "add":
-        smoothing = 0.9 if config["smoothing"] is None else config["smoothing"]
+        smoothing = SMOOTHING[name] if config["smoothing"] is None else config["smoothing"]
         return callbacks.AdditiveKeepRatio(
             step=config["step"], smoothing=smoothing, drop=config["drop"], **common
         )
     if name == "mult":
-        smoothing = 0.5 if config["smoothing"] is None else config["smoothing"]
+        smoothing = SMOOTHING[name] if config["smoothing"] is None else config["smoothing"]
         return callbacks.MultiplicativeKeepRatio(
             factor=config["factor"], smoothing=smoothing, gap=config["gap"], **common
         )
@@ -292,6 +336,8 @@ def build_controller(config):
 
 def _make_runner_callbacks(run):
     import keras
+
+    from kerasparse import history as ks_history
 
     class TestEvaluator(keras.callbacks.Callback):
         """Evaluates the test split at each epoch end: ``test_loss``, ``test_accuracy``."""
@@ -357,6 +403,7 @@ def _make_runner_callbacks(run):
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
+            self._lr = ks_history.learning_rate(self.model.optimizer)  # the epoch's first step
 
         def on_epoch_end(self, epoch, logs=None):
             if run.diverged or logs is None:
@@ -365,7 +412,7 @@ def _make_runner_callbacks(run):
                 return  # an epoch cut short by a signal is not done: never recorded
             row = {"epoch": epoch + 1}
             row.update({k: _scalar(v) for k, v in logs.items()})
-            row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            row["lr"] = self._lr
             row["epoch_time_s"] = round(time.perf_counter() - self._start, 4)
             if run.controller is not None:
                 row["resets"] = run.controller.resets
@@ -533,14 +580,9 @@ class Run:
         return os.path.join(self.out, *parts)
 
     def write_history(self):
-        keys = []
-        for row in self.history:
-            keys.extend(k for k in row if k not in keys)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys, restval="")
-        writer.writeheader()
-        writer.writerows(self.history)
-        rundir.atomic_write_text(self.path("history.csv"), buf.getvalue())
+        from kerasparse import history as ks_history
+
+        rundir.atomic_write_text(self.path("history.csv"), ks_history.csv_text(self.history))
 
     def save_checkpoint(self, model, epoch):
         """Weights (Keras' .weights.h5, model and optimizer) and state (json, with the
@@ -819,6 +861,31 @@ def _first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def extend_run(out, epochs):
+    """Make run directory ``out`` train to ``epochs`` epochs in all (``--resume DIR --epochs
+    N``): config.json's ``epochs`` is raised to N, under the run's lock, and the next
+    :func:`run` with ``resume=True`` continues from the latest checkpoint to epoch N, a finished
+    run included. The cosine schedule is rebuilt over the new total (its decay runs over N
+    epochs' steps from the restored step count, so the rate rises back to that point of the
+    longer curve: docs/training.md). N below the run's epochs raises ConfigError (a run is
+    extended, never shortened); N equal to them changes nothing."""
+    from kerasparse import config as ks_config
+
+    rundir.check(out, resume=True)
+    epochs = ks_config.validate({"epochs": epochs}, source="--epochs")["epochs"]
+    config = saved_config(out)
+    if epochs < config["epochs"]:
+        raise ConfigError(
+            f"--epochs must be at least the run's {config['epochs']} epochs: a resumed run "
+            f"is extended, never shortened. Received: epochs={epochs}")
+    if epochs > config["epochs"]:
+        with rundir.RunLock(out):  # never under a process that is training it
+            path = os.path.join(out, "config.json")
+            saved = rundir.read_json_object(path)
+            rundir.atomic_write_json(path, {**saved, "epochs": epochs})
+    return config["epochs"]
+
+
 def saved_config(out):
     """The resolved config of run directory ``out`` from its config.json; a damaged file or
     value raises RunDirError / ConfigError naming the file."""
@@ -871,18 +938,7 @@ def _setup(config):
     keras.utils.set_random_seed(config["seed"])
     keras.mixed_precision.set_dtype_policy(config["precision"])
     try:
-        data = ks_data.load(
-            config["dataset"],
-            batch_size=config["batch_size"],
-            data_dir=config["data_dir"],
-            files_dir=config["files_dir"],
-            augment=config["augment"],
-            validation_split=config["validation_split"],
-            q_star=data_q_star(config),
-            seed=config["seed"],
-            max_train_examples=config["train_examples"],
-            split=config["split"],
-        )
+        data = build_data(config)
         if config["controller"] in ("add", "mult"):
             # The controller reads its monitor at each epoch's end, before the test evaluation
             # and the sparsity monitor: only the training metrics (and the validation ones, with
@@ -918,10 +974,12 @@ def _run_locked(out, config, setup, resume, verbose, device_names=None, user_cbs
 
     data, model, controller = setup
     backend = keras.backend.backend()
+    config = resolved_config(config)  # the values the run uses, defaults included
     if resume:
         summary_path = os.path.join(out, "summary.json")
         previous = rundir.read_json_object(summary_path) if os.path.exists(summary_path) else {}
-        if previous.get("status") == "completed":
+        if (previous.get("status") == "completed"
+                and previous.get("epochs_done", 0) >= config["epochs"]):  # not extended
             if verbose:
                 print(f"{out}: already completed; nothing to resume")
             return previous

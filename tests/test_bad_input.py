@@ -309,7 +309,7 @@ def test_resume_needs_a_run_directory(tmp_path):
 
 def test_resume_refuses_other_options(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--epochs", "3"])
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--lr", "0.5"])
     assert result.exit_code == 2
     assert "drop the other options" in " ".join(result.output.split())
 
@@ -783,6 +783,18 @@ RESUME_CASES = [
     ("state-json-numpy-rng-damaged", _set_json(STATE, lambda s: s.update(numpy_random="x")),
      "epoch-0001.json is damaged"),
 ]
+
+
+def test_resume_never_shortens_a_run(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["reference"], run)
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["train", "--quiet", "--resume", str(run), "--epochs", "1"])
+    assert_one_line_error(result, 2, "--epochs must be at least the run's 2 epochs: a resumed "
+                                     "run is extended, never shortened. Received: epochs=1")
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("case", RESUME_CASES, ids=[c[0] for c in RESUME_CASES])

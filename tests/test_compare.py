@@ -8,6 +8,7 @@ that reason) in the torch and tensorflow processes, which would only repeat it.
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -52,3 +53,35 @@ def test_compare_rejects_an_unknown_backend(tmp_path):
     result = runner.invoke(app, ["compare", "--out", str(tmp_path / "x"), "--backends", "jax,troch"])
     assert result.exit_code == 2 and "unknown backend 'troch'" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_initial_loss_is_evaluate_on_the_normalised_first_examples():
+    """Issue 15, item 5: compare's initial loss is ``model.evaluate`` on the first training
+    examples normalised once, built here independently from the raw uint8 images and the
+    bundle's per-channel statistics; inputs normalised twice (the old bug) give another loss."""
+    from kerasparse import compare, train
+    from kerasparse.config import resolve
+    from kerasparse.data import load_arrays
+
+    import keras
+
+    config = resolve(overrides={"model": "wrn16-1", "dataset": "embedded", "batch_size": 32})
+    data = train.build_data(config)  # CIFAR-like images, per-channel normalisation
+    # Any model shows it; a linear one keeps the test fast (a WRN compiles for a minute on jax).
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(data.input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(data.num_classes)])
+    model = train.compile_model(model, config, 1)
+    loss = compare.initial_loss(model, data, examples=64)
+
+    ((x_raw, y_raw), _), _ = load_arrays("embedded")
+    norm = data.normalization
+    assert norm["kind"] == "channel"
+    x_ref = ((x_raw[:64] / 255.0 - np.asarray(norm["mean"])) / np.asarray(norm["std"]))
+    expected = model.evaluate(x_ref.astype("float32"), y_raw[:64], batch_size=32, verbose=0,
+                              return_dict=True)["loss"]
+    assert loss == pytest.approx(expected, rel=1e-5)
+    x_twice = data.normalize(data.train_arrays()[0][:64])
+    twice = model.evaluate(x_twice, y_raw[:64], batch_size=32, verbose=0,
+                           return_dict=True)["loss"]
+    assert abs(twice - loss) > 1e-3 * abs(loss)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -85,9 +86,25 @@ def test_run_directory_contents(reference_run):
     assert s["config"]["controller"] == "mult" and "keras" in s["versions"]
     for name in ("config.json", "training.png", "model.keras", "checkpoints/latest.json"):
         assert os.path.exists(os.path.join(reference_run, name)), name
-    # Cosine decay over all epochs: lr falls monotonically to near zero at the end.
-    lrs = [float(r["lr"]) for r in rows]
-    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[0] < 0.05
+    # lr: the rate of each epoch's first step on a cosine decay over all 4 x 3 steps.
+    for e, row in enumerate(rows):
+        assert float(row["lr"]) == pytest.approx(0.025 * (1 + np.cos(np.pi * e / 4)), rel=1e-6)
+    assert rows[0]["lr"] == "0.05"
+    # Clean decimals: every number is the shortest text of its float32 value.
+    for row in rows:
+        for key, cell in row.items():
+            if "." in cell or "e" in cell:
+                assert cell == str(np.float32(float(cell))), (key, cell)
+    # config.json records the values the model and controller used, not null: the same as
+    # the saved model's own config (model.keras) and Strategy 2's smoothing.
+    with open(os.path.join(reference_run, "config.json")) as f:
+        config = json.load(f)
+    with zipfile.ZipFile(os.path.join(reference_run, "model.keras")) as z:
+        model_config = json.loads(z.read("config.json"))["config"]
+    for key in ("activation", "norm", "depth", "width"):
+        assert config[key] == model_config[key] and config[key] is not None, key
+    assert config["smoothing"] == 0.5 and s["config"]["smoothing"] == 0.5
+    assert config["sparsity"] is None  # not an edge-of-chaos model: not applicable
 
 
 def test_keep_ratio_trajectory_follows_the_multiplicative_rule(reference_run):
@@ -131,7 +148,36 @@ def test_user_script_app_equals_kerasparse_train(reference_run, tmp_path):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
     # The trajectory moved (r halves each epoch unless reset): the comparison is not vacuous.
     assert len({row["keep_ratio"] for row in b}) > 1
+    # One format (issue 15, item 8): epochs numbered from 1, the test split's metrics named
+    # test_* (the paper's per-epoch test accuracy), the same learning rate per epoch.
+    assert [row["epoch"] for row in b] == [row["epoch"] for row in a] == ["1", "2", "3", "4"]
+    assert "test_accuracy" in b[0] and not any(k.startswith("val_") for k in b[0])
+    assert [row["lr"] for row in b] == [row["lr"] for row in a]
     assert json.load(open(out / "summary.json"))["resets"] == resets
+
+
+@pytest.mark.parametrize("app", ["wang2026_wrn_topk.py", "dent_tanner2026_eoc.py",
+                                 "mnist_eoc_check.py", "keep_ratio_controller.py"])
+def test_apps_default_to_the_backend_of_kerasparse_train(app):
+    """Without KERAS_BACKEND an app runs on jax, as `kerasparse train` does (Keras alone would
+    pick tensorflow): the backend Keras has after the app's imports (argparse --help exits)."""
+    if BACKEND != "jax":
+        pytest.skip("independent of the pytest backend (KERAS_BACKEND is unset in the "
+                    "subprocess); runs once, in the jax process")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "apps", app)
+    code = ("import runpy, sys\n"
+            f"sys.argv = [{path!r}, '--help']\n"
+            "try:\n"
+            f"    runpy.run_path({path!r}, run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "import keras\n"
+            "print('backend', keras.backend.backend())\n")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "backend jax"
 
 
 def test_eoc_app_equals_its_preset(tmp_path):
@@ -157,6 +203,8 @@ def test_eoc_app_equals_its_preset(tmp_path):
     for ra, rb in zip(a, b):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
+        assert ra["epoch"] == rb["epoch"] and ra["lr"] == rb["lr"]
+        assert "test_accuracy" in rb  # the test split per epoch, as kerasparse train logs it
     assert float(a[0]["loss"]) != float(a[1]["loss"])
     # The CReLU preset has no top-k site, yet its sparsity is measured (the SparsityMonitor
     # counts the activation layers' zeros): per layer and overall, into history.csv and
@@ -171,6 +219,25 @@ def test_eoc_app_equals_its_preset(tmp_path):
     assert (measured["epoch"], measured["examples"]) == (2, 32)
     # At the edge of chaos with s = 0.85 most activations are zero (finite width: not exact).
     assert 0.6 < measured["overall"] < 1.0
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(reference_run, tmp_path):
+    """--resume DIR --epochs N on a finished run trains epochs 5..N from its last checkpoint,
+    keeps the finished epochs as they were, and rebuilds the cosine schedule over N epochs."""
+    import shutil
+
+    out = tmp_path / "extended"
+    shutil.copytree(reference_run, out)
+    train("--resume", str(out), "--epochs", "5")
+    a, b = history(reference_run), history(out)
+    assert len(b) == 5 and b[:4] == a
+    # Epoch 5 starts at step 4 x 3 of a 5 x 3-step cosine decay from lr 0.05.
+    assert float(b[4]["lr"]) == pytest.approx(0.025 * (1 + np.cos(np.pi * 12 / 15)), rel=1e-6)
+    assert np.isfinite(float(b[4]["loss"])) and b[4]["keep_ratio"]
+    with open(out / "config.json") as f:
+        assert json.load(f)["epochs"] == 5
+    s = summary(out)
+    assert s["status"] == "completed" and s["epochs_done"] == 5 and s["epochs"] == 5
 
 
 @pytest.mark.parametrize("fault", ["batch:3:2", "checkpoint:2"])

@@ -15,6 +15,7 @@ Exact semantics, logs and the resume story: docs/callbacks.md.
 from kerasparse.callbacks._sites import find_activation_layers, find_topk_layers
 from kerasparse.callbacks.additive_keep_ratio import AdditiveKeepRatio
 from kerasparse.callbacks.constant_keep_ratio import ConstantKeepRatio
+from kerasparse.callbacks.history_csv import HistoryCSV
 from kerasparse.callbacks.multiplicative_keep_ratio import MultiplicativeKeepRatio
 from kerasparse.callbacks.scheduled_keep_ratio import ScheduledKeepRatio
 from kerasparse.callbacks.sparsity_monitor import SparsityMonitor
@@ -23,6 +24,7 @@ from kerasparse.callbacks.tensorboard_scalars import TensorBoardScalars
 __all__ = [
     "AdditiveKeepRatio",
     "ConstantKeepRatio",
+    "HistoryCSV",
     "MultiplicativeKeepRatio",
     "ScheduledKeepRatio",
     "SparsityMonitor",

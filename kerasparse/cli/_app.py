@@ -64,7 +64,7 @@ def fail(message, code=USAGE_ERROR):
 def resolve_backend(backend=None):
     """The backend name: the option, else $KERAS_BACKEND, else jax; checked and installed."""
     name = backend.value if isinstance(backend, Backend) else backend
-    name = name or os.environ.get("KERAS_BACKEND") or "jax"
+    name = name or os.environ.get("KERAS_BACKEND") or kerasparse.DEFAULT_BACKEND
     if name not in BACKEND_MODULES:
         raise UsageError(
             f"unknown backend {name!r}; allowed: jax, torch, tensorflow.{suggest(name, BACKEND_MODULES)}"

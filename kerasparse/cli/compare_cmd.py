@@ -4,16 +4,25 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from kerasparse.cli._app import BACKEND_MODULES, UsageError, app, console, fail, resolve_backend
+from kerasparse.cli._choices import option
 
 
 def _opt(help_text, *names):
     return typer.Option(*names, help=help_text)
+
+
+# The config keys' options, made from config.FIELDS as train's (with compare's own defaults).
+OPT = types.SimpleNamespace(**{key: option(key, default) for key, default in (
+    ("model", None), ("dataset", None), ("epochs", 1), ("batch_size", None), ("keep_ratio", 0.5),
+    ("lr", None), ("seed", None), ("steps_per_epoch", None), ("train_examples", None),
+    ("test_examples", None), ("precision", None))})
 
 
 @app.command()
@@ -22,17 +31,17 @@ def compare(
     backends: Annotated[
         str, _opt("Comma-separated backends, each run in its own process.", "--backends")
     ] = "jax,torch,tensorflow",
-    model: Annotated[str, _opt("Model name from the registry.", "--model")] = "wrn28-4",
-    dataset: Annotated[str, _opt("Dataset (embedded needs no download).", "--dataset")] = "cifar10",
-    epochs: Annotated[int, _opt("Epochs.", "--epochs")] = 1,
-    batch_size: Annotated[int, _opt("Batch size.", "--batch-size")] = 128,
-    keep_ratio: Annotated[float, _opt("Constant keep ratio of the sparse sites.", "--keep-ratio")] = 0.5,
-    lr: Annotated[float, _opt("Initial learning rate.", "--lr")] = 0.1,
-    seed: Annotated[int, _opt("Seed (data order and the shared initial weights).", "--seed")] = 3407,
-    steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
-    train_examples: Annotated[Optional[int], _opt("Use the first N training examples.", "--train-examples")] = None,
-    test_examples: Annotated[Optional[int], _opt("Evaluate on the first N test examples.", "--test-examples")] = None,
-    precision: Annotated[str, _opt("float32 or mixed_bfloat16.", "--precision")] = "float32",
+    model: OPT.model = "wrn28-4",
+    dataset: OPT.dataset = "cifar10",
+    epochs: OPT.epochs = 1,
+    batch_size: OPT.batch_size = 128,
+    keep_ratio: OPT.keep_ratio = 0.5,
+    lr: OPT.lr = 0.1,
+    seed: OPT.seed = 3407,
+    steps_per_epoch: OPT.steps_per_epoch = None,
+    train_examples: OPT.train_examples = None,
+    test_examples: OPT.test_examples = None,
+    precision: OPT.precision = "float32",
     overwrite: Annotated[bool, _opt("Replace results already in --out.", "--overwrite")] = False,
 ):
     """Train one configuration on several backends from the same initial weights; print and
@@ -47,6 +56,7 @@ def compare(
             resolve_backend(name)
     except UsageError as exc:
         fail(str(exc))
+    precision = getattr(precision, "value", precision)  # the choice type's value
     overrides = {
         "model": model, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
         "lr": lr, "seed": seed, "precision": precision, "monitor_batch": 0,
@@ -95,7 +105,7 @@ def compare(
         console.print(f"[bold]{name}[/]: training ({out / (name + '.log')})", highlight=False)
         with open(out / f"{name}.log", "w") as log:
             proc = subprocess.run(
-                [sys.executable, "-m", "kerasparse.bench", "compare-child", str(spec_path)],
+                [sys.executable, "-m", "kerasparse.compare", str(spec_path)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
             )
         if proc.returncode != 0 or not result_path.exists():

@@ -1,156 +1,79 @@
 """``kerasparse train``: one training run (a preset plus command-line overrides)."""
 
 import enum
+import inspect
 import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from kerasparse import config as ks_config
+from kerasparse.cli import _choices
 from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
-from kerasparse.cli._choices import Controller, DataFormat, Device, JitCompile, Precision, Split
 
 
 def _opt(help_text, *names):
     return typer.Option(*names, help=help_text, show_default=False)
 
 
-# Command-line options that map one-to-one onto config keys (None: not given, keep preset).
-OVERRIDES = (
-    "model", "dataset", "epochs", "batch_size", "lr", "warmup_epochs", "seed", "controller", "keep_ratio",
-    "step", "drop", "factor", "gap", "smoothing", "min_keep_ratio", "max_keep_ratio",
-    "activation", "sparsity", "q_star", "v_prime", "augment", "validation_split", "split",
-    "data_dir", "files_dir", "train_examples", "steps_per_epoch", "precision", "topk", "devices",
-    "device", "data_format", "jit_compile", "steps_per_execution", "keep_checkpoints",
-    "tensorboard",
-)
+# Config keys with no option of their own: `callbacks` is filled by the repeatable
+# --callback MODULE:FACTORY (one per callback, not one comma-joined string).
+FIELD_OPTIONS = tuple(k for k in ks_config.FIELDS if k != "callbacks")
 
 
-@app.command()
-def train(
-    backend: BackendOption = None,
-    config: Annotated[Optional[Path], _opt("Preset TOML file (configs/*.toml).", "--config")] = None,
-    out: Annotated[Optional[Path], _opt("Run directory for results.", "--out")] = None,
-    resume: Annotated[
-        Optional[Path], _opt("Continue the run in this directory.", "--resume")
-    ] = None,
-    overwrite: Annotated[
-        bool, _opt("Replace an existing run directory (deletes its results).", "--overwrite")
-    ] = False,
-    model: Annotated[Optional[str], _opt("Model name (see `kerasparse models`).", "--model")] = None,
-    dataset: Annotated[Optional[str], _opt("Dataset: embedded, cifar10, mnist, ...", "--dataset")] = None,
-    epochs: Annotated[Optional[int], _opt("Epochs (default 500).", "--epochs")] = None,
-    batch_size: Annotated[Optional[int], _opt("Batch size (default 128).", "--batch-size")] = None,
-    lr: Annotated[Optional[float], _opt("Initial learning rate (default 0.1).", "--lr")] = None,
-    warmup_epochs: Annotated[
-        Optional[float],
-        _opt("Linear lr warm-up from 0 over this many epochs, then the schedule (default 0: "
-             "off, the paper's recipe).", "--warmup-epochs"),
-    ] = None,
-    seed: Annotated[Optional[int], _opt("Seed (default 3407).", "--seed")] = None,
-    controller: Annotated[
-        Optional[Controller], _opt("Keep-ratio controller (default none).", "--controller")
-    ] = None,
-    keep_ratio: Annotated[Optional[float], _opt("Keep ratio for --controller constant.", "--keep-ratio")] = None,
-    step: Annotated[Optional[float], _opt("Additive controller step (0.01).", "--step")] = None,
-    drop: Annotated[Optional[float], _opt("Additive controller reset drop (0.01).", "--drop")] = None,
-    factor: Annotated[Optional[float], _opt("Multiplicative factor (0.98).", "--factor")] = None,
-    gap: Annotated[Optional[float], _opt("Multiplicative reset gap (0.2).", "--gap")] = None,
-    smoothing: Annotated[
-        Optional[float], _opt("Accuracy EMA factor (add 0.9, mult 0.5).", "--smoothing")
-    ] = None,
-    min_keep_ratio: Annotated[Optional[float], _opt("Lowest keep ratio (0).", "--min-keep-ratio")] = None,
-    max_keep_ratio: Annotated[Optional[float], _opt("Reset keep ratio (1).", "--max-keep-ratio")] = None,
-    activation: Annotated[
-        Optional[str], _opt("Activation of the sparse sites (relu, crelu, cst, ...).", "--activation")
-    ] = None,
-    topk: Annotated[
-        Optional[bool], _opt("GlobalTopK at the sparse sites (--no-topk: plain activation).", "--topk/--no-topk")
-    ] = None,
-    sparsity: Annotated[Optional[float], _opt("EoC target sparsity s.", "--sparsity")] = None,
-    q_star: Annotated[Optional[float], _opt("EoC fixed-point variance q*.", "--q-star")] = None,
-    v_prime: Annotated[Optional[float], _opt("EoC target V'(q*).", "--v-prime")] = None,
-    augment: Annotated[
-        Optional[bool], _opt("Random crop + flip (default off).", "--augment/--no-augment")
-    ] = None,
-    validation_split: Annotated[
-        Optional[float], _opt("Fraction of training data held out for validation.", "--validation-split")
-    ] = None,
-    split: Annotated[
-        Optional[Split],
-        _opt("official: the dataset's train/test sets (default); pooled: Dent & Tanner's "
-             "(train+test pooled, 20% test, 10% of the rest validation, seeded).", "--split"),
-    ] = None,
-    data_dir: Annotated[
-        Optional[str],
-        _opt("Folder of the dataset: its standard files (MNIST idx .gz, CIFAR python batches, "
-             "SVHN .mat, tiny-imagenet-200; detected) or a tensorflow-datasets data_dir.",
-             "--data-dir"),
-    ] = None,
-    files_dir: Annotated[
-        Optional[str], _opt("Older name of --data-dir (standard files only).", "--files-dir")
-    ] = None,
-    train_examples: Annotated[
-        Optional[int], _opt("Use only the first N training examples.", "--train-examples")
-    ] = None,
-    steps_per_epoch: Annotated[Optional[int], _opt("Cap on steps per epoch.", "--steps-per-epoch")] = None,
-    precision: Annotated[Optional[Precision], _opt("Dtype policy.", "--precision")] = None,
-    data_format: Annotated[
-        Optional[DataFormat],
-        _opt("Image layout inside WRN models (auto: channels_first on torch).", "--data-format"),
-    ] = None,
-    jit_compile: Annotated[
-        Optional[JitCompile],
-        _opt("Compile the step: XLA, torch.compile on torch (auto: Keras' choice).",
-             "--jit-compile"),
-    ] = None,
-    steps_per_execution: Annotated[
-        Optional[int],
-        _opt("Training steps per compiled call (jax, tensorflow; default 1).",
-             "--steps-per-execution"),
-    ] = None,
-    devices: Annotated[
-        Optional[int], _opt("Data-parallel devices (jax, tensorflow; default 1).", "--devices")
-    ] = None,
-    device: Annotated[
-        Optional[Device],
-        _opt("Device kind: auto (a GPU if the backend sees one), cpu, or gpu (fail without "
-             "one).", "--device"),
-    ] = None,
-    keep_checkpoints: Annotated[
-        Optional[int],
-        _opt("Keep the N newest epoch checkpoints (default 2; 0: all).", "--keep-checkpoints"),
-    ] = None,
-    tensorboard: Annotated[
-        Optional[bool],
-        _opt("Write TensorBoard scalars to <out>/tensorboard (needs the tensorboard "
-             "package).", "--tensorboard/--no-tensorboard"),
-    ] = None,
-    callback: Annotated[
-        Optional[list[str]],
-        typer.Option("--callback", metavar="MODULE:FACTORY", show_default=False,
-                     help="Your own Keras callback: a class or function returning a Callback "
-                          "(repeatable; see docs/callbacks.md)."),
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")
-    ] = None,
-    quiet: Annotated[bool, _opt("No progress bar.", "--quiet", "-q")] = False,
-):
+def _parameters():
+    """The command's parameters: its own (backend, files, run directory) and one option per
+    config key, generated from ``config.FIELDS`` (a key added there is an option here)."""
+    own = {
+        "backend": BackendOption,
+        "config": Annotated[Optional[Path], _opt("Preset TOML file (configs/*.toml).", "--config")],
+        "out": Annotated[Optional[Path], _opt("Run directory for results.", "--out")],
+        "resume": Annotated[Optional[Path], _opt(
+            "Continue the run in this directory (with --epochs N: extend it to N epochs).",
+            "--resume")],
+        "overwrite": Annotated[bool, _opt(
+            "Replace an existing run directory (deletes its results).", "--overwrite")],
+    }
+    defaults = {"overwrite": False}
+    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=a,
+                                default=defaults.get(k))
+              for k, a in own.items()]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=_choices.option(k)) for k in FIELD_OPTIONS]
+    params += [
+        inspect.Parameter("callback", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[list[str]],
+            typer.Option("--callback", metavar="MODULE:FACTORY", show_default=False,
+                         help="Your own Keras callback: a class or function returning a "
+                              "Callback (repeatable; see docs/callbacks.md).")]),
+        inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[list[str]], _opt("Any config key: --set key=value (repeatable).", "--set")]),
+        inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, _opt("No progress bar.", "--quiet", "-q")]),
+    ]
+    return params
+
+
+def train(**given):
     """Train a model; results go to --out (history.csv, summary.json, plots, checkpoints)."""
-    from kerasparse import config as ks_config
     from kerasparse import rundir, step_options
     from kerasparse import train as ks_train  # NumPy only; Keras comes after use_backend
 
-    given = dict(locals())
     # SIGINT / SIGTERM from here on stop the run cleanly (kerasparse.train.stop_on_signals).
     with ks_train.stop_on_signals():
         summary = _train(given, ks_config, rundir, step_options, ks_train)
-    _print_summary(summary, str(resume or out))
+    _print_summary(summary, str(given["resume"] or given["out"]))
     if summary["status"] == "diverged":
         raise typer.Exit(3)
     if summary["status"] == "interrupted":
         raise typer.Exit(128 + (ks_train.STOP.signum or 2))
+
+
+# Typer reads the parameters from the signature: set it, then register the command.
+train.__signature__ = inspect.Signature(_parameters())
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
+app.command()(train)
 
 
 def _train(given, ks_config, rundir, step_options, ks_train):
@@ -161,11 +84,13 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             if overwrite:
                 raise UsageError("--resume and --overwrite exclude each other (--resume keeps "
                                  "the run's results; --overwrite would delete them)")
-            extra = [k for k in OVERRIDES if given[k] is not None] + (["--config"] if config else [])
+            extra = [k for k in FIELD_OPTIONS if given[k] is not None and k != "epochs"]
+            extra += ["--config"] if config else []
             extra += ["--callback"] if given["callback"] else []
             if extra or set_ or out is not None:
                 raise UsageError(
-                    "--resume continues a run with its saved config; drop the other options "
+                    "--resume continues a run with its saved config (only --epochs N may "
+                    "extend it); drop the other options "
                     f"({', '.join(extra + (['--set'] if set_ else []) + (['--out'] if out else []))})"
                 )
             saved_config = _saved_config(resume)
@@ -177,6 +102,8 @@ def _train(given, ks_config, rundir, step_options, ks_train):
                 )
             name = use_backend(backend or saved)
             _prepare_devices(saved_config, name)
+            if given["epochs"] is not None:  # extend the run (a finished one included)
+                ks_train.extend_run(str(resume), given["epochs"])
             return ks_train.run(str(resume), resume=True, verbose=0 if quiet else 1)
         else:
             if out is None:
@@ -184,7 +111,7 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             overrides = {}
             for key, value in (ks_config.parse_assignment(s) for s in set_ or []):
                 overrides[key] = value
-            for key in OVERRIDES:
+            for key in FIELD_OPTIONS:
                 value = given[key]
                 if value is not None:
                     overrides[key] = value.value if isinstance(value, enum.Enum) else value

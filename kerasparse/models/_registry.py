@@ -23,6 +23,16 @@ class ModelSpec:
 
         return getattr(models, self.builder)
 
+    def arguments(self, **overrides):
+        """Every argument the builder is called with: its signature's defaults, the preset's
+        ``defaults``, then ``overrides`` (what :func:`get_model` passes, made explicit)."""
+        import inspect
+
+        params = inspect.signature(self.builder_class().__init__).parameters
+        defaults = {name: p.default for name, p in params.items()
+                    if p.default is not inspect.Parameter.empty}
+        return {**defaults, **self.defaults, **overrides}
+
     def parameter_count(self, **overrides):
         """The number of weights, from the builder's closed form (nothing is built)."""
         return self.builder_class().count_parameters(**{**self.defaults, **overrides})
