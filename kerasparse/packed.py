@@ -809,6 +809,8 @@ class _Pack:
         for m, key in zip(self.members, self.keys):
             m.run.started = started
             m.run.steps = self.steps
+            # best.weights.h5 is chosen as kerasparse train chooses it (train._setup).
+            m.run.best_monitor = "val_accuracy" if self.val_arrays is not None else "test_accuracy"
             bundle = self.bundles[key]  # summary.json's "data", as kerasparse train writes it
             m.run.data_record = {**bundle.split_record(), "test_evaluated": min(
                 bundle.num_test, m.run.config["test_examples"] or bundle.num_test)}
@@ -925,10 +927,25 @@ class _Pack:
             row["lr"] = lr
             row["epoch_time_s"] = round(seconds, 4)
             m.run.history.append(row)
+            if m.run.is_best(row):
+                self.write_best(m)
             m.run.write_history()
         every = self.config["checkpoint_every"]
         if (epoch + 1) % every == 0 or epoch + 1 == self.config["epochs"]:
             self.save_checkpoint(epoch + 1)
+
+    def write_best(self, m):
+        """Member ``m``'s ``best.weights.h5``, the file ``kerasparse train`` writes: its weights
+        as an ordinary model (no optimizer), loadable by ``model.load_weights`` on the cell's
+        own model. The member model is made once and refreshed from the pack's weights."""
+        from kerasparse import checkpoint
+
+        if getattr(m, "best_model", None) is None:
+            m.best_model = self.model.member(m.index)
+        else:
+            m.best_model.set_weights(self.model.member_weights(m.index))
+        checkpoint.write_weights(m.best_model, m.run.path(checkpoint.BEST),
+                                 include_optimizer=False)
 
     def save_checkpoint(self, epoch):
         """Every active member's checkpoint files first, then every ``latest.json``, then the
