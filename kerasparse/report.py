@@ -229,12 +229,14 @@ def plot_seed_curves(series, path, *, title, steps_per_epoch=None, accuracy_key=
                             [m + d for m, d in zip(mean, sd)], color=colour, alpha=0.2, lw=0)
     x_label = "step" if steps_per_epoch else "epoch"
     ax_loss.set(xlabel=x_label, ylabel=loss_label, title="(a) training loss")
-    ax_acc.set(xlabel=x_label, ylabel=f"{accuracy_label} (mean +- sd over seeds)",
-               title="(b) accuracy")
+    ax_acc.set(xlabel=x_label, ylabel=accuracy_label,
+               title="(b) accuracy (mean +- sd over seeds)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    import textwrap
+
+    fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     return drawn
