@@ -1,7 +1,8 @@
 """The one atomic-write helper of kerasparse (no Keras import).
 
 Every file kerasparse writes for a user (run directories, checkpoints, controller backups,
-plots, sweep tables) goes through :func:`atomic_write`: the bytes go to a temporary file in the
+plots, sweep tables) goes through :func:`atomic_write` (or :func:`atomic_path`, for writers that
+take a file name: h5py, Keras' weights files): the bytes go to a temporary file in the
 same directory, are flushed and fsync'ed, and ``os.replace`` moves it over the target. Readers,
 and a process killed mid-write, see either the old file or the whole new one, never a half
 file. (The standard library has no such helper; ``os.replace`` is atomic on POSIX and Windows
@@ -19,6 +20,29 @@ import tempfile
 # it, so read it once, at import.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """``with atomic_path(path) as tmp: writer(tmp)``: :func:`atomic_write` for writers that
+    take a file name rather than a file object (h5py, Keras' ``save_weights``). ``tmp`` is a
+    temporary file next to ``path`` (its name ends with ``suffix``, for writers that check
+    the extension); on a clean exit it is fsync'ed and renamed over ``path``, on an exception
+    it is deleted and ``path`` is left as it was."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                               suffix=suffix or "-" + os.path.basename(path))
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

@@ -28,7 +28,6 @@ is written in the format above.
 
 import contextlib
 import os
-import tempfile
 import zipfile
 import zlib
 
@@ -82,10 +81,7 @@ def write_weights(model, path, *, include_optimizer=True, fault=None):
     fsync'ed, then ``os.replace``); ``include_optimizer=False`` writes the model's variables
     only (a file any copy of the model loads without an optimizer). ``fault`` (a callable)
     runs after the temporary file is written: the test hook of a failing write."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=WEIGHTS_SUFFIX)
-    os.close(fd)
-    try:
+    with _io.atomic_path(path, suffix=WEIGHTS_SUFFIX) as tmp:
         if include_optimizer or getattr(model, "optimizer", None) is None:
             model.save_weights(tmp)
         else:
@@ -99,14 +95,6 @@ def write_weights(model, path, *, include_optimizer=True, fault=None):
                 model.save_weights(tmp)
         if fault is not None:
             fault()
-        with open(tmp, "rb+") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_io._UMASK)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def check_manifest(saved, model, path):

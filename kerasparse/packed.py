@@ -401,22 +401,9 @@ def _data_key(config):
 
 def _load_member_data(config):
     """The member's DatasetBundle, loaded as ``kerasparse train`` loads its run's."""
-    from kerasparse import data as ks_data
-    from kerasparse.train import data_q_star
+    from kerasparse.train import build_data
 
-    return ks_data.load(
-        config["dataset"],
-        batch_size=config["batch_size"],
-        data_dir=config["data_dir"],
-        files_dir=config["files_dir"],
-        augment=config["augment"],
-        validation_split=config["validation_split"],
-        q_star=data_q_star(config),
-        seed=config["seed"],
-        max_train_examples=config["train_examples"],
-        split=config["split"],
-    )
-
+    return build_data(config)
 
 def _member_train_batches(bundle, start, epochs, steps):
     """The training batches of epochs ``[start, epochs)``, ``steps`` each, as a sequence of
