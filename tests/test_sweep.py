@@ -808,7 +808,10 @@ def test_ctrl_c_stops_the_running_cells_after_their_batch(executor, request, pre
     timer = threading.Thread(target=interrupt_when_training, daemon=True)
     timer.start()
     try:
-        table = sweep.run(preset, grid={"width": [8, 16]}, sets={"epochs": 500}, out=out,
+        # 500 epochs of 20 steps: far longer than the stop takes to arrive (with 2-step
+        # epochs a Ray cell once finished all 500 before the cancellation reached it).
+        table = sweep.run(preset, grid={"width": [8, 16]},
+                          sets={"epochs": 500, "train_examples": 640}, out=out,
                           backend=BACKEND, executor=executor, workers=1, progress=False)
     finally:
         finished.set()
