@@ -38,5 +38,17 @@ def rng():
     return np.random.default_rng(0)
 
 
+def h5_arrays(path):
+    """{dataset path: array} of a Keras .weights.h5 file, read with h5py (an independent
+    reader of what Keras wrote)."""
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)

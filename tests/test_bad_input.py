@@ -475,7 +475,7 @@ def test_sigint_in_the_last_epoch_is_not_recorded_and_resumes_exactly(runs, tmp_
 
     import numpy as np
 
-    from conftest import BACKEND
+    from conftest import BACKEND, h5_arrays
 
     cut = tmp_path / "cut"
     shutil.copytree(runs["interrupted"], cut)
@@ -496,8 +496,8 @@ def test_sigint_in_the_last_epoch_is_not_recorded_and_resumes_exactly(runs, tmp_
                 assert ra[key] == rb[key], (key, ra, rb)
             else:
                 assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-6), key
-    wa = _h5_arrays(runs["reference"] / "checkpoints" / "epoch-0002.weights.h5")
-    wb = _h5_arrays(cut / "checkpoints" / "epoch-0002.weights.h5")
+    wa = h5_arrays(runs["reference"] / "checkpoints" / "epoch-0002.weights.h5")
+    wb = h5_arrays(cut / "checkpoints" / "epoch-0002.weights.h5")
     assert wa.keys() == wb.keys() and any(k.startswith("optimizer/") for k in wa)
     for name in wa:
         if BACKEND == "torch":
@@ -535,17 +535,6 @@ def test_older_npz_checkpoint_resumes_exactly(runs, tmp_path):
     assert [float(r["loss"]) for r in a] == pytest.approx([float(r["loss"]) for r in b],
                                                           rel=1e-6)
     assert os.path.exists(cut / "checkpoints" / "epoch-0002.weights.h5")
-
-
-def _h5_arrays(path):
-    """{dataset path: array} of a Keras .weights.h5 file, read with h5py."""
-    import h5py
-
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return found
 
 
 def test_sigterm_stops_like_sigint(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import h5_arrays
 from kerasparse.cli import app
 
 runner = CliRunner()
@@ -40,16 +41,6 @@ def _history(out):
 def _json(path):
     with open(path) as f:
         return json.load(f)
-
-
-def _h5(path):
-    import h5py
-
-    found = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-    return found
 
 
 def test_config_records_the_hooks(run):
@@ -109,8 +100,8 @@ def test_best_weights_are_the_best_epochs_model_weights(run):
     best = _json(run / "summary.json")["best_checkpoint"]
     assert best == {"file": "best.weights.h5", "epoch": epoch, "monitor": "test_accuracy",
                     "value": pytest.approx(max(accuracies), rel=1e-12)}
-    saved = _h5(run / "best.weights.h5")
-    full = _h5(run / "checkpoints" / f"epoch-{epoch:04d}.weights.h5")
+    saved = h5_arrays(run / "best.weights.h5")
+    full = h5_arrays(run / "checkpoints" / f"epoch-{epoch:04d}.weights.h5")
     assert saved and not any(k.startswith("optimizer") for k in saved)
     assert set(saved) == {k for k in full if not k.startswith("optimizer")}
     for key, value in saved.items():
