@@ -20,13 +20,23 @@ from kerasparse import ops as ksops
 RATIOS = [1.0, 0.5, 0.1, 1e-6]
 
 
-@pytest.fixture(autouse=True, params=["host_exits", "sync_free"] if BACKEND == "torch" else ["-"])
+_PATHS = {
+    "torch": ["host_exits", "host_exits_topk", "sync_free"],
+    "tensorflow": ["numpy_select", "top_k"],
+}
+
+
+@pytest.fixture(autouse=True, params=_PATHS.get(BACKEND, ["-"]))
 def torch_path(request, monkeypatch):
     """torch has two paths for global_topk: eager CPU tensors decide the exits on the host
     (``ksops.TORCH_CPU_HOST_EXITS``), accelerators and torch.compile never read the host.
-    Every test here runs on both (the second is what a GPU runs, here on CPU tensors)."""
+    On a CPU torch's host path and TensorFlow graphs select with NumPy
+    (``ksops.NUMPY_CPU_SELECT``), a GPU with the backend's own top-k. Every test here runs
+    on each path (the GPU ones here on CPU tensors)."""
     if request.param == "sync_free":
         monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", False)
+    if request.param in ("host_exits_topk", "top_k"):
+        monkeypatch.setattr(ksops, "NUMPY_CPU_SELECT", False)
     return request.param
 
 
@@ -325,3 +335,15 @@ def test_torch_channels_last_input_is_exact_and_keeps_its_layout(rng, r):
     np.testing.assert_array_equal(y.detach().numpy(), ref.topk(x, r))
     (grad,) = torch.autograd.grad((y * torch.from_numpy(w)).sum(), xt)
     np.testing.assert_array_equal(grad.numpy(), w * ref.topk_mask(x, r))
+
+
+def test_kth_largest_numpy_matches_a_full_sort(rng):
+    # The CPU selection of eager torch and TensorFlow graphs (np.partition), against a full
+    # sort: every kind of row, k at both ends, k clipped to [1, D], empty rows.
+    for rows in _rows_cases(rng).values():
+        for k in (1, 2, 48, 96, 97):
+            np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, k),
+                                          np_kth_largest(rows, k).astype(np.float32))
+        np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 500), rows.min(-1, keepdims=True))
+        np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 0), rows.max(-1, keepdims=True))
+    assert ksops.kth_largest_numpy(np.zeros((3, 0), np.float32), 1).shape == (3, 1)
