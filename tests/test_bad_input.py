@@ -512,8 +512,6 @@ def test_older_npz_checkpoint_resumes_exactly(runs, tmp_path):
     note and gives the uninterrupted run."""
     import shutil
 
-    import numpy as np
-
     from kerasparse import checkpoint, train
 
     cut = tmp_path / "cut"

@@ -2,7 +2,6 @@
 cached), Keras downloads (the network call replaced, these machines are offline), and
 tensorflow-datasets through its real code path from a data_dir prepared in the test."""
 
-import os
 import pathlib
 import pickle
 

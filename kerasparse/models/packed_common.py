@@ -12,7 +12,7 @@ from kerasparse.models._common import (
     eoc_setup,
     first_layer_initializers,
 )
-from kerasparse.models.packed_layers import FromMembers, MemberActivation, PackedDense, ToMembers
+from kerasparse.models.packed_layers import FromMembers, MemberActivation, PackedDense
 
 # What may differ between the members of one packed model; everything else is shared.
 MEMBER_KEYS = ("sparsity", "q_star", "v_prime", "activation_params")
