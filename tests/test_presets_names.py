@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import pytest
@@ -194,3 +195,13 @@ layers = ["final_act"]
     assert summary["epochs_done"] == 2
     # The constant controller (on the listed site) held r = 0.5.
     assert summary["final"]["keep_ratio"] == pytest.approx(0.5)
+
+
+def test_the_documented_tables_example_resolves(tmp_path):
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    resolved = config.resolve(_preset(tmp_path, example))
+    assert (resolved["model"], resolved["depth"], resolved["controller"], resolved["factor"]) == (
+        "wrn16-1", 10, "mult", 0.5)
+    assert resolved["model_args"] == {"epsilon": 1e-5, "topk_mode": "channel"}
+    assert resolved["controller_args"] == {"layers": ["final_act"]}
