@@ -137,8 +137,10 @@ FIELDS = {
     "min_keep_ratio": Field(float, 0.0, _num(0, 1), "lowest keep ratio of a controller"),
     "max_keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "controller reset value"),
     "monitor": Field(str, "accuracy", help="log key the controllers smooth"),
-    "activation": Field(str, None, _names("activation", _ALL_ACTIVATIONS, presets.canonical_activation),
-                        "activation of the sparse sites", True),
+    "activation": Field(
+        str, None, _names("activation", _ALL_ACTIVATIONS, presets.canonical_activation),
+        "activation of the sparse sites (which model takes which: kerasparse.presets)", True,
+    ),
     "topk": Field(bool, True, help="GlobalTopK at the sparse sites (off: the plain activation)"),
     "norm": Field(str, None, help="WRN norm: rmsnorm, batchnorm, none", optional=True),
     "sparsity": Field(float, None, _num(0, 1, True, True), "EoC target sparsity s", True),
