@@ -12,6 +12,8 @@ References:
 import keras
 from keras import ops
 
+from kerasparse import presets
+
 
 def crelu(x, tau, m):
     """Clipped shifted ReLU, eq. (1): 0 for x < tau, x - tau on [tau, tau+m], m above."""
@@ -50,21 +52,10 @@ def sawtooth(x, tau, m):
     return ops.relu(m - ops.abs(x - tau))
 
 
-ACTIVATIONS = {
-    "crelu": crelu,
-    "cst": cst,
-    "hard_shrink": hard_shrink,
-    "chard_shrink": chard_shrink,
-    "sawtooth": sawtooth,
-}
+# The functions by name; the names are kerasparse.presets.ACTIVATIONS (the one table of names).
+ACTIVATIONS = {name: globals()[name] for name in presets.ACTIVATIONS}
 
-_ALIASES = {"hardshrink": "hard_shrink", "chardshrink": "chard_shrink"}
-
-
-def canonical_name(name):
-    """Lower-case name with aliases resolved (``"HardShrink"`` -> ``"hard_shrink"``)."""
-    key = str(name).lower().replace("-", "_")
-    return _ALIASES.get(key, key)
+canonical_name = presets.canonical_activation  # "HardShrink" -> "hard_shrink"
 
 
 def get_activation(identifier):

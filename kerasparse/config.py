@@ -6,14 +6,15 @@ with one line naming the key, the value and what is allowed, and nothing is writ
 """
 
 import dataclasses
-import difflib
+import json
 import math
 import numbers
 import tomllib
 
-from kerasparse import step_options
+from kerasparse import presets, step_options
+from kerasparse.presets import suggest  # noqa: F401  (the one name-suggestion helper)
 
-CONTROLLERS = ("none", "add", "mult", "constant")
+CONTROLLERS = tuple(presets.CONTROLLERS)  # none, add, mult, constant
 PRECISIONS = ("float32", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("cosine", "constant")
@@ -60,6 +61,23 @@ class _Choices(tuple):
     the command line's choice types are made from them, kerasparse.cli._choices)."""
 
 
+class _Names(tuple):
+    """A name check: ``value`` must name an entry of one of kerasparse.presets' tables (the
+    message is :func:`kerasparse.presets.check_name`'s: the value, a suggestion, the names)."""
+
+
+def _names(kind, allowed, canonical=None):
+    check = _Names(((lambda v: (canonical(v) if canonical else v) in allowed), ""))
+    check.kind, check.allowed, check.canonical = kind, tuple(allowed), canonical
+    return check
+
+
+# Every activation some model takes (which model takes which: kerasparse.presets,
+# checked in resolve()).
+_ALL_ACTIVATIONS = tuple(dict.fromkeys(
+    presets.builder_activations("WideResNet") + presets.EOC_ACTIVATIONS))
+
+
 def _choice(options):
     check = _Choices(((lambda value: value in options), "one of " + ", ".join(options)))
     check.choices = tuple(options)
@@ -89,8 +107,10 @@ def _callbacks_ok(value):
 # The recipe of Wang 2026 is the default: SGD 0.1, Nesterov 0.9, no weight decay, cosine
 # decay over all epochs, batch 128, seed 3407, cross-entropy.
 FIELDS = {
-    "model": Field(str, "wrn28-4", help="model name from the registry (kerasparse models)"),
-    "dataset": Field(str, "cifar10", help="dataset name (embedded, cifar10, mnist, ...)"),
+    "model": Field(str, "wrn28-4", _names("model", presets.MODELS),
+                   "model name from the registry (kerasparse models)"),
+    "dataset": Field(str, "cifar10", _names("dataset", presets.DATASETS),
+                     "dataset name (embedded, cifar10, mnist, ...)"),
     "epochs": Field(int, 500, _count(1, MAX_EPOCHS), "number of epochs"),
     "batch_size": Field(int, 128, _count(), "batch size"),
     "lr": Field(float, 0.1, _num(0, low_open=True), "initial learning rate"),
@@ -117,7 +137,10 @@ FIELDS = {
     "min_keep_ratio": Field(float, 0.0, _num(0, 1), "lowest keep ratio of a controller"),
     "max_keep_ratio": Field(float, 1.0, _num(0, 1, low_open=True), "controller reset value"),
     "monitor": Field(str, "accuracy", help="log key the controllers smooth"),
-    "activation": Field(str, None, help="activation of the sparse sites", optional=True),
+    "activation": Field(
+        str, None, _names("activation", _ALL_ACTIVATIONS, presets.canonical_activation),
+        "activation of the sparse sites (which model takes which: kerasparse.presets)", True,
+    ),
     "topk": Field(bool, True, help="GlobalTopK at the sparse sites (off: the plain activation)"),
     "norm": Field(str, None, help="WRN norm: rmsnorm, batchnorm, none", optional=True),
     "sparsity": Field(float, None, _num(0, 1, True, True), "EoC target sparsity s", True),
@@ -159,6 +182,13 @@ FIELDS = {
     "checkpoint_every": Field(int, 1, _count(), "checkpoint every N epochs"),
     "keep_checkpoints": Field(int, 2, _count(0), "keep the N newest epoch checkpoints (0: all)"),
     "tensorboard": Field(bool, False, help="write TensorBoard scalars to <run>/tensorboard"),
+    # A preset's [model] / [controller] tables (docs/training.md, "Presets"): the builder's and
+    # the controller's other constructor arguments (those with a key of their own above are
+    # moved there by resolve()). No command-line option of their own: --set model_args={...}.
+    "model_args": Field(dict, None, help="other model constructor arguments ([model] table)",
+                        optional=True),
+    "controller_args": Field(dict, None, optional=True,
+                             help="other controller constructor arguments ([controller] table)"),
     "callbacks": Field(
         str, None, (_callbacks_ok, "module:factory items separated by commas"),
         "the user's Keras callbacks: module:factory, comma-separated", optional=True,
@@ -171,7 +201,8 @@ def default_config():
 
 
 def _type_name(t):
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[t]
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a table of constructor arguments"}[t]
 
 
 def _coerce(name, value, field, source):
@@ -194,24 +225,29 @@ def _coerce(name, value, field, source):
             ok = math.isfinite(value)
     elif t is str:
         ok = isinstance(value, str)
+    elif t is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        try:  # config.json records it
+            json.dumps(value)
+        except (TypeError, ValueError):
+            ok = False
+        value = dict(value) if ok else value
     if not ok:
         raise ConfigError(
             f"{source}: {name} must be {_type_name(t)}. Received: {name}={value!r}"
         )
-    if field.check is not None:
+    if isinstance(field.check, _Names):
+        try:
+            presets.check_name(field.check.kind, value, field.check.allowed, field.check.canonical)
+        except presets.UnknownName as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    elif field.check is not None:
         predicate, description = field.check
         if not predicate(value):
             raise ConfigError(
                 f"{source}: {name} must be {description}. Received: {name}={value!r}"
             )
     return value
-
-
-def suggest(name, allowed, cutoff=0.5):
-    """`` Did you mean 'x'?`` for the closest allowed name, or an empty string. The one
-    name-suggestion helper of kerasparse (config keys, CLI choices, models, datasets)."""
-    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1, cutoff=cutoff)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def validate(values, source="config"):
@@ -243,13 +279,50 @@ def load_toml(path):
                           f"offset {exc.start}); a preset is UTF-8 TOML") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
+    return validate(_from_tables(data, path), source=str(path))
+
+
+# The tables a preset may have: [model] and [controller], each naming its entry with `name`
+# (the config's `model` / `controller`) and giving the constructor's other arguments.
+TABLES = {"model": "model_args", "controller": "controller_args"}
+# The table keys that are config keys of their own (resolve() moves them there; `channels` is
+# DeepCNN's `width`). Other keys stay in model_args / controller_args.
+MODEL_KEYS = ("activation", "norm", "sparsity", "q_star", "v_prime", "depth", "width", "topk")
+CONTROLLER_KEYS = ("step", "drop", "factor", "gap", "smoothing", "min_keep_ratio",
+                   "max_keep_ratio", "monitor", "keep_ratio")
+
+
+def _flat_key(table, key):
+    if table == "model":
+        key = "width" if key == "channels" else key
+        return key if key in MODEL_KEYS else None
+    return key if key in CONTROLLER_KEYS else None
+
+
+def _from_tables(data, path):
+    """A preset's [model] / [controller] tables as config keys: ``name`` -> ``model`` /
+    ``controller``, the rest -> ``model_args`` / ``controller_args``."""
+    out = {k: v for k, v in data.items() if not isinstance(v, dict)}
     for name, value in data.items():
-        if isinstance(value, dict):
+        if not isinstance(value, dict):
+            continue
+        if name not in TABLES:
             raise ConfigError(
-                f"{path}: tables are not used in presets; write {name}.* keys flat. "
-                f"Received: [{name}]"
+                f"{path}: unknown table [{name}].{suggest(name, TABLES)} Allowed tables: "
+                f"{', '.join(f'[{t}]' for t in TABLES)}. Received: [{name}]"
             )
-    return validate(data, source=str(path))
+        args = dict(value)
+        if "name" in args:
+            out[name] = args.pop("name")
+        for key in args:
+            flat = _flat_key(name, key)
+            if flat is not None and flat in out:
+                raise ConfigError(
+                    f"{path}: {flat} is given twice, as a key and in [{name}]; give it once. "
+                    f"Received: {flat}={out[flat]!r}, [{name}] {key}={args[key]!r}"
+                )
+        out[TABLES[name]] = args
+    return out
 
 
 def parse_assignment(text):
@@ -272,8 +345,10 @@ def resolve(preset=None, overrides=None):
     config = default_config()
     if preset is not None:
         config.update(load_toml(preset))
-    if overrides:
-        config.update(validate(overrides, source="command line"))
+    given = validate(overrides, source="command line") if overrides else {}
+    config.update(given)
+    _apply_tables(config, given)
+    _check_model_keys(config)
     if config["min_keep_ratio"] > config["max_keep_ratio"]:
         raise ConfigError(
             "min_keep_ratio must not exceed max_keep_ratio. Received: "
@@ -290,3 +365,58 @@ def resolve(preset=None, overrides=None):
             f"Received: batch_size={config['batch_size']}, devices={config['devices']}"
         )
     return config
+
+
+def _apply_tables(config, given):
+    """Check the [model] / [controller] tables' keys against the builder's and the controller's
+    arguments (kerasparse.presets); move the keys that are config keys of their own there
+    (a value given on the command line, ``given``, wins over the table's)."""
+    spec = presets.MODELS[config["model"]]
+    _, controller_args = presets.CONTROLLERS[config["controller"]]
+    owners = {
+        "model": (spec.builder, f"model {config['model']!r}",
+                  presets.BUILDERS[spec.builder].arguments),
+        "controller": (presets.CONTROLLERS[config["controller"]][0] or "no controller",
+                       f"controller {config['controller']!r}", controller_args),
+    }
+    for table, field in TABLES.items():
+        args = dict(config[field] or {})
+        owner, what, allowed = owners[table]
+        for key in args:
+            if key not in allowed:
+                takes = (f"Allowed keys: name, {', '.join(allowed)}" if allowed
+                         else "It takes no arguments (only name)")
+                raise ConfigError(
+                    f"[{table}]: {owner} ({what}) has no argument {key!r}."
+                    f"{suggest(key, allowed)} {takes}. Received: {key}={args[key]!r}"
+                )
+        for key in list(args):
+            flat = _flat_key(table, key)
+            if flat is not None:
+                value = args.pop(key)
+                if flat not in given:
+                    config[flat] = _coerce(flat, value, FIELDS[flat], f"[{table}] {key}")
+        config[field] = args or None
+
+
+def _check_model_keys(config):
+    """The keys that depend on the model: the activation it takes, and sparsity, q*, V'(q*)
+    for the edge-of-chaos nets only."""
+    spec = presets.MODELS[config["model"]]
+    if config["activation"] is not None:
+        allowed = presets.builder_activations(spec.builder)
+        if presets.canonical_activation(config["activation"]) not in allowed:
+            raise ConfigError(
+                f"model {config['model']!r} ({spec.builder}) takes activation "
+                f"{', '.join(allowed)}.{suggest(config['activation'], allowed)} "
+                f"Received: activation={config['activation']!r}"
+            )
+    if not spec.takes_q_star:  # sparsity, q*, V'(q*) define an edge-of-chaos net only
+        eoc = [name for name, spec_ in presets.MODELS.items() if spec_.takes_q_star]
+        for key in ("sparsity", "q_star", "v_prime"):
+            if config[key] is not None:
+                raise ConfigError(
+                    f"{key} applies to the edge-of-chaos models only ({', '.join(eoc)}): "
+                    f"their activation and initialisation are solved for (sparsity, v_prime, "
+                    f"q_star); {config['model']!r} would ignore it (and q_star would rescale "
+                    f"its data). Received: {key}={config[key]!r}")

@@ -66,7 +66,7 @@ MEMORY_HEADROOM = 0.9
 
 
 def _packable_models():
-    from kerasparse.models import MODELS
+    from kerasparse.presets import MODELS
 
     return [name for name, spec in MODELS.items() if spec.builder in PACKABLE_BUILDERS]
 
@@ -82,7 +82,7 @@ def _fmt_values(values, limit=4):
 
 def _unpackable(config):
     """One line saying why a single cell cannot be in any pack, or None."""
-    from kerasparse.models import MODELS
+    from kerasparse.presets import MODELS
 
     spec = MODELS.get(config["model"])
     if spec is None or spec.builder not in PACKABLE_BUILDERS:
@@ -102,7 +102,8 @@ def _unpackable(config):
         )
     if config["devices"] != 1:
         return f"devices={config['devices']} cannot be packed; a pack runs on one device"
-    for key, flag in (("tensorboard", "--tensorboard"), ("callbacks", "--callback")):
+    for key, flag in (("tensorboard", "--tensorboard"), ("callbacks", "--callback"),
+                      ("model_args", "a [model] table's other arguments")):
         if config[key]:  # the pack's members have no model of their own to give them
             return (f"{key} ({flag}) cannot be packed; run these cells alone (--pack 1). "
                     f"Received: {key}={config[key]!r}")
@@ -170,8 +171,7 @@ def pack_memory(configs):
     count and the dataset's shape, without building anything. A rough figure (allocator
     overheads and compiled temporaries vary by backend), used to refuse packs that cannot fit.
     """
-    from kerasparse.data import DATASETS
-    from kerasparse.models import MODELS
+    from kerasparse.presets import DATASETS, MODELS
 
     config = configs[0]
     n = len(configs)
@@ -183,7 +183,7 @@ def pack_memory(configs):
     for key in ("depth", "width"):
         if config[key] is not None:
             args["channels" if key == "width" and spec.builder == "DeepCNN" else key] = config[key]
-    params = spec.builder_class().count_parameters(**args)
+    params = spec.parameter_count(**args)
     slots = 0
     if config["optimizer"] == "adam":
         slots = 2

@@ -226,8 +226,7 @@ def plan(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None):
         if name in names[:i]:
             raise SweepError(f"two cells would share the directory {name!r}; "
                              "make the grid values distinct")
-    _check_names(cells, backend)
-    _check_out(out, cells, backend)
+    _check_out(out, cells, backend)  # names were checked by config.resolve
     return Plan(preset, grid, seed_list, overrides, backend, out, cells)
 
 
@@ -251,28 +250,6 @@ def _resolve_backend(backend):
         return resolve_backend(backend)
     except UsageError as exc:
         raise SweepError(str(exc)) from None
-
-
-def _check_names(cells, backend):
-    """Model, dataset and activation names of every cell: the same check as `kerasparse train`
-    (kerasparse.cli.train_cmd), before anything is written. It needs the registries, hence
-    Keras: imported here with the sweep's backend unless a Keras is already loaded."""
-    from kerasparse.cli import train_cmd
-    from kerasparse.cli._app import UsageError, use_backend
-
-    if "keras" not in sys.modules:
-        use_backend(backend)
-    seen = set()
-    for cell in cells:
-        key = (cell.config["model"], cell.config["dataset"], cell.config["activation"])
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            train_cmd._check_names(cell.config)
-        except UsageError as exc:
-            where = f"cell {cell.name}: " if len(cells) > 1 else ""
-            raise SweepError(where + str(exc)) from None
 
 
 def _leftovers_only(names):

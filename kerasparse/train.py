@@ -204,7 +204,7 @@ def resolved_config(config):
 
     out = dict(config)
     spec = models.model_spec(config["model"])
-    arguments = spec.arguments()
+    arguments = spec.arguments(**(config.get("model_args") or {}))
     for key in MODEL_KEYS:
         name = "channels" if key == "width" and spec.builder == "DeepCNN" else key
         if out[key] is None and arguments.get(name) is not None:
@@ -221,7 +221,10 @@ def build_model(config, data):
 
     from kerasparse import models
 
-    overrides = {"num_classes": data.num_classes, "input_shape": tuple(data.input_shape)}
+    # The [model] table's arguments (config.resolve moved those with a key of their own to
+    # that key), then the config's keys, then what the data sets.
+    overrides = dict(config.get("model_args") or {})
+    overrides.update(num_classes=data.num_classes, input_shape=tuple(data.input_shape))
     for key in MODEL_KEYS:
         if config[key] is not None:
             overrides[key] = config[key]
@@ -263,7 +266,7 @@ def data_q_star(config):
     model is an edge-of-chaos net (its registry entry ``takes_q_star``), else None."""
     from kerasparse import models
 
-    if config["q_star"] is not None:
+    if config["q_star"] is not None:  # a [model] table's q_star is here too (config.resolve)
         return config["q_star"]
     spec = models.MODELS.get(config["model"])
     return spec.defaults.get("q_star") if spec is not None and spec.takes_q_star else None
@@ -315,18 +318,19 @@ def build_controller(config):
         min_keep_ratio=config["min_keep_ratio"],
         max_keep_ratio=config["max_keep_ratio"],
     )
+    extra = config.get("controller_args") or {}  # the [controller] table's other arguments
     if name == "add":
         smoothing = SMOOTHING[name] if config["smoothing"] is None else config["smoothing"]
         return callbacks.AdditiveKeepRatio(
-            step=config["step"], smoothing=smoothing, drop=config["drop"], **common
+            step=config["step"], smoothing=smoothing, drop=config["drop"], **common, **extra
         )
     if name == "mult":
         smoothing = SMOOTHING[name] if config["smoothing"] is None else config["smoothing"]
         return callbacks.MultiplicativeKeepRatio(
-            factor=config["factor"], smoothing=smoothing, gap=config["gap"], **common
+            factor=config["factor"], smoothing=smoothing, gap=config["gap"], **common, **extra
         )
     if name == "constant":
-        return callbacks.ConstantKeepRatio(config["keep_ratio"])
+        return callbacks.ConstantKeepRatio(config["keep_ratio"], **extra)
     return None
 
 

@@ -46,7 +46,7 @@ TRAIN_CASES = [
     ("config-unknown-key", ["--config", "PRESET"], "epochz = 3\n", "Did you mean 'epochs'"),
     ("config-wrong-type", ["--config", "PRESET"], 'epochs = "10"\n', "epochs must be an integer"),
     ("config-out-of-range", ["--config", "PRESET"], "lr = 0.0\n", "lr must be a number in (0, inf)"),
-    ("config-table", ["--config", "PRESET"], "[model]\nname = 'x'\n", "tables are not used"),
+    ("config-table", ["--config", "PRESET"], "[model]\nname = 'x'\n", "unknown model 'x'"),
     ("files-dir-empty", ["--dataset", "mnist", "--files-dir", "EMPTY"], None, "EMPTY"),
     ("precision-unknown", ["--precision", "float16"], None, "'float16' is not one of"),
     ("devices-zero", ["--devices", "0"], None, "devices must be a number in [1, 65536]"),

@@ -31,7 +31,8 @@ def test_train_help_lists_every_config_key_without_importing_keras():
     text = " ".join(text.split())
     from kerasparse.cli.train_cmd import FIELD_OPTIONS
 
-    assert set(config.FIELDS) - set(FIELD_OPTIONS) == {"callbacks"}
+    # callbacks: --callback; the tables of constructor arguments: [model] / [controller], --set
+    assert set(config.FIELDS) - set(FIELD_OPTIONS) == {"callbacks", "model_args", "controller_args"}
     assert "--callback MODULE:FACTORY" in text  # `callbacks`: one repeatable option per callback
     for key in FIELD_OPTIONS:
         field = config.FIELDS[key]

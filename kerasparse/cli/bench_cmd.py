@@ -5,7 +5,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, suggest, use_backend
+from kerasparse import presets
+from kerasparse.cli._app import BackendOption, UsageError, app, console, fail, use_backend
 from kerasparse.cli._choices import DataFormat, JitCompile, Precision
 
 
@@ -132,10 +133,10 @@ def bench(
         step_options.check(name, steps_per_execution)
     except ValueError as exc:
         fail(str(exc))
-    from kerasparse.models import MODELS
-
-    if model not in MODELS:
-        fail(f"unknown model {model!r}; allowed: {', '.join(MODELS)}.{suggest(model, MODELS)}")
+    try:
+        presets.check_name("model", model, presets.MODELS)
+    except presets.UnknownName as exc:
+        fail(str(exc))
 
     from kerasparse import bench as ks_bench
 
@@ -193,11 +194,12 @@ def bench(
 
 def _input_pipeline(dataset, batch_size, augment, data_dir, steps, as_json):
     """``--input-pipeline``: kerasparse.data.bench_input (``--steps`` x 40 batches timed)."""
-    from kerasparse.data import DATASETS, bench_input
+    from kerasparse.data import bench_input
 
-    if dataset not in DATASETS:
-        fail(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}."
-             f"{suggest(dataset, DATASETS)}")
+    try:
+        presets.check_name("dataset", dataset, presets.DATASETS)
+    except presets.UnknownName as exc:
+        fail(str(exc))
     try:
         result = bench_input.bench_input_pipeline(dataset, batch_size, augment,
                                                   batches=40 * steps, data_dir=data_dir)

@@ -70,14 +70,12 @@ def compare(
     from kerasparse.config import ConfigError, resolve
 
     try:
-        resolve(overrides=overrides)  # validates every value before anything runs
+        resolve(overrides=overrides)  # every value and name, before anything runs
     except ConfigError as exc:
         fail(str(exc))
-    from kerasparse.cli.train_cmd import _check_names
     from kerasparse.rundir import RunDirError, _check_parent
 
     try:
-        _check_names(resolve(overrides=overrides))  # unknown model / dataset: nothing written
         if out.exists() and not out.is_dir():
             raise RunDirError(f"--out {str(out)!r} exists and is not a directory")
         if not out.exists():

@@ -106,10 +106,9 @@ def train_pack(
                 shared[key] = value
             configs = [ks_config.resolve(overrides={**shared, **m}) for m in members]
             name = use_backend(backend)
-            from kerasparse.cli.train_cmd import _check_names, _prepare_devices
+            from kerasparse.cli.train_cmd import _prepare_devices
 
-            _prepare_devices(configs[0], name)
-            _check_names(configs[0])
+            _prepare_devices(configs[0], name)  # names were checked by config.resolve
             from kerasparse import packed
 
             summaries = packed.train_pack(cell, configs, backend=name, overwrite=overwrite,

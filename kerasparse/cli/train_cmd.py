@@ -18,8 +18,11 @@ def _opt(help_text, *names):
 
 
 # Config keys with no option of their own: `callbacks` is filled by the repeatable
-# --callback MODULE:FACTORY (one per callback, not one comma-joined string).
-FIELD_OPTIONS = tuple(k for k in ks_config.FIELDS if k != "callbacks")
+# --callback MODULE:FACTORY (one per callback, not one comma-joined string); the tables of
+# constructor arguments (model_args, controller_args) come from a preset's [model] /
+# [controller] or --set model_args={...}.
+FIELD_OPTIONS = tuple(k for k, f in ks_config.FIELDS.items()
+                      if k != "callbacks" and f.type is not dict)
 
 
 def _parameters():
@@ -121,7 +124,6 @@ def _train(given, ks_config, rundir, step_options, ks_train):
             name = use_backend(backend)  # before anything imports keras
             _prepare_devices(resolved, name)
             _check_step_options(resolved, name)
-            _check_names(resolved)
             if ks_train.STOP.signum is not None:  # a signal while the backend started
                 raise ks_train.Interrupted("interrupted during start-up; nothing was written",
                                            ks_train.STOP.signum)
@@ -174,42 +176,6 @@ def _saved_config(run_dir):
 
         return rundir.read_json_object(path)
     return {}
-
-
-def _check_names(config):
-    """Unknown model / dataset / activation names fail before anything is written."""
-    from kerasparse import activations
-    from kerasparse.cli._app import suggest
-    from kerasparse.data import DATASETS
-    from kerasparse.models import MODELS
-
-    if config["model"] not in MODELS:
-        raise UsageError(
-            f"unknown model {config['model']!r}.{suggest(config['model'], MODELS)} "
-            f"Allowed: {', '.join(MODELS)}"
-        )
-    if config["dataset"] not in DATASETS:
-        raise UsageError(
-            f"unknown dataset {config['dataset']!r}.{suggest(config['dataset'], DATASETS)} "
-            f"Allowed: {', '.join(DATASETS)}"
-        )
-    spec = MODELS[config["model"]]
-    if not spec.takes_q_star:  # sparsity, q*, V'(q*) define an edge-of-chaos net only
-        eoc = [name for name, spec_ in MODELS.items() if spec_.takes_q_star]
-        for key in ("sparsity", "q_star", "v_prime"):
-            if config[key] is not None:
-                raise UsageError(
-                    f"{key} applies to the edge-of-chaos models only ({', '.join(eoc)}): "
-                    f"their activation and initialisation are solved for (sparsity, v_prime, "
-                    f"q_star); {config['model']!r} would ignore it (and q_star would rescale "
-                    f"its data). Received: {key}={config[key]!r}")
-    if config["activation"] is not None:
-        allowed = ["relu", *activations.ACTIVATIONS]
-        if activations.canonical_name(config["activation"]) not in allowed:
-            raise UsageError(
-                f"unknown activation {config['activation']!r}."
-                f"{suggest(config['activation'], allowed)} Allowed: {', '.join(allowed)}"
-            )
 
 
 def _print_summary(summary, out):

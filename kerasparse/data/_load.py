@@ -1,50 +1,20 @@
 """``kerasparse.data.load``: arrays from files, Keras downloads, tfds or the generator, kept in
 memory and fed to ``fit`` by the NumPy pipeline (:mod:`kerasparse.data.pipeline`)."""
 
-import dataclasses
 import os
-from typing import Optional
 
 import numpy as np
 
-from kerasparse.config import suggest
+from kerasparse import presets
 from kerasparse.data import _files, _sources, embedded
 from kerasparse.data._sources import MissingDependencyError
 from kerasparse.data.dataset_bundle import DatasetBundle
 from kerasparse.data.pipeline import ArrayBatches, Pipeline, TrainBatches
+from kerasparse.presets import DatasetInfo, suggest
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """A known dataset: its tfds name, shape, classes and input statistics.
-
-    ``mean``/``std``: fixed per-channel statistics of [0, 1] pixels (``None``: computed from
-    the training split). ``flip``: whether a horizontal flip keeps the label (not for digits
-    or the embedded gratings, whose class is the orientation). The standard files it can be
-    read from are ``_files.LAYOUTS[name]``; whether Keras can download it,
-    ``_sources.DOWNLOADABLE``.
-    """
-
-    tfds_name: Optional[str]
-    input_shape: tuple
-    num_classes: int
-    mean: Optional[tuple] = None
-    std: Optional[tuple] = None
-    flip: bool = True
-
-
-DATASETS = {
-    "embedded": DatasetInfo(None, embedded.IMAGE_SHAPE, embedded.NUM_CLASSES, flip=False),
-    # Wang 2026, section 2.1: the channel statistics the paper normalises CIFAR-10 with.
-    "cifar10": DatasetInfo("cifar10", (32, 32, 3), 10,
-                           mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
-    "cifar100": DatasetInfo("cifar100", (32, 32, 3), 100),
-    "mnist": DatasetInfo("mnist", (28, 28, 1), 10, flip=False),
-    "fashion_mnist": DatasetInfo("fashion_mnist", (28, 28, 1), 10),
-    "svhn_cropped": DatasetInfo("svhn_cropped", (32, 32, 3), 10, flip=False),
-    # Dent & Tanner 2026, appendix H.2: the labelled val folder is the test split.
-    "tiny_imagenet": DatasetInfo(None, (64, 64, 3), 200),
-}
+# The known datasets: the one table of names, in kerasparse.presets (NumPy-free).
+DATASETS = presets.DATASETS
 
 SOURCES = ("auto", "files", "keras", "tfds")
 

@@ -22,8 +22,10 @@ import functools
 
 import numpy as np
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (32, 32, 3)
+from kerasparse.presets import DATASETS
+
+NUM_CLASSES = DATASETS["embedded"].num_classes  # 10
+IMAGE_SHAPE = DATASETS["embedded"].input_shape  # (32, 32, 3)
 TRAIN_SIZE = 5000
 TEST_SIZE = 1000
 TRAIN_SEED = 20261122

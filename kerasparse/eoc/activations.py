@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from kerasparse import presets
+
 # The paper's example HardShrink parameters (Dent & Tanner 2026, Figures 10 and 11).
 DEFAULT_ALPHA = 10.0
 DEFAULT_EPS = 0.01
@@ -140,15 +142,6 @@ ACTIVATIONS = {
     ]
 }
 
-_ALIASES = {
-    "hardshrink": "hard_shrink",
-    "chardshrink": "chard_shrink",
-    "shiftedrelu": "shifted_relu",
-    "softthreshold": "soft_threshold",
-    "st": "soft_threshold",
-}
-
-
 def get(identifier, kinks=None, params=None, clip=None):
     """The :class:`Activation` for a name, an :class:`Activation`, or a user's NumPy callable.
 
@@ -159,8 +152,7 @@ def get(identifier, kinks=None, params=None, clip=None):
     if isinstance(identifier, Activation):
         return identifier
     if isinstance(identifier, str):
-        key = identifier.lower().replace("-", "_")
-        key = _ALIASES.get(key.replace("_", ""), _ALIASES.get(key, key))
+        key = presets.canonical_activation(identifier)
         if key not in ACTIVATIONS:
             raise ValueError(
                 f"Unknown activation. Allowed: {', '.join(ACTIVATIONS)}, or a NumPy callable. "

@@ -1,5 +1,6 @@
 import keras
 
+from kerasparse import presets
 from kerasparse.models._common import PlainEoCNet
 
 
@@ -52,12 +53,12 @@ class DeepCNN(PlainEoCNet):
         )
 
     @staticmethod
-    def count_parameters(depth=50, channels=300, num_classes=10, input_shape=(32, 32, 3),
-                         **_ignored):
-        """The number of weights these arguments give, without building the model."""
-        c_in = input_shape[-1]
-        first = (9 * c_in + 1) * channels
-        return first + (depth - 1) * (9 * channels + 1) * channels + (channels + 1) * num_classes
+    def count_parameters(**arguments):
+        """The number of trainable weights these arguments give, without building the model
+        (the closed form in :mod:`kerasparse.presets`, used by ``kerasparse models``; tested
+        against the built model). Not counted: BatchNorm's moving statistics and the sites'
+        keep-ratio scalars."""
+        return presets.BUILDERS["DeepCNN"].count(**arguments)
 
     def _stem(self, inputs):
         return inputs

@@ -1,5 +1,6 @@
 import keras
 
+from kerasparse import presets
 from kerasparse.models._common import PlainEoCNet
 
 
@@ -57,13 +58,12 @@ class DeepMLP(PlainEoCNet):
         )
 
     @staticmethod
-    def count_parameters(depth=100, width=300, num_classes=10, input_shape=(28, 28, 1),
-                         **_ignored):
-        """The number of weights these arguments give, without building the model."""
-        n_in = 1
-        for d in input_shape:
-            n_in *= d
-        return (n_in + 1) * width + (depth - 1) * (width + 1) * width + (width + 1) * num_classes
+    def count_parameters(**arguments):
+        """The number of trainable weights these arguments give, without building the model
+        (the closed form in :mod:`kerasparse.presets`, used by ``kerasparse models``; tested
+        against the built model). Not counted: BatchNorm's moving statistics and the sites'
+        keep-ratio scalars."""
+        return presets.BUILDERS["DeepMLP"].count(**arguments)
 
     def _stem(self, inputs):
         return keras.layers.Flatten(name="flatten")(inputs)

@@ -1,6 +1,7 @@
 import keras
 
 from kerasparse import layers as kslayers
+from kerasparse import presets
 from kerasparse.models._common import activation_site, check_input_shape, serialize_initializer
 from kerasparse.validation import check_choice, check_keep_ratio, check_number, check_positive_int
 
@@ -201,27 +202,12 @@ class WideResNet(keras.Model):
         self.kernel_initializer = kernel_initializer
 
     @staticmethod
-    def count_parameters(depth=28, width=4, num_classes=10, input_shape=(32, 32, 3),
-                         norm="rmsnorm", **_ignored):
-        """The number of trainable weights these arguments give, without building the model.
-
-        Closed form (used by ``kerasparse models``; tested against the built model). Not
-        counted: BatchNorm's moving statistics and the sites' keep-ratio scalars.
-        """
-        per_norm = {"rmsnorm": 2, "batchnorm": 2, "none": 0}[norm]
-        blocks = (depth - 4) // 6
-        in_ch = input_shape[-1]
-        total = 9 * in_ch * 16
-        c_in = 16
-        for filters, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
-            for block in range(blocks):
-                total += per_norm * c_in + 9 * c_in * filters
-                total += per_norm * filters + 9 * filters * filters
-                if c_in != filters or (block == 0 and stride != 1):
-                    total += c_in * filters  # 1x1 projection shortcut
-                c_in = filters
-        total += per_norm * c_in + c_in * num_classes + num_classes
-        return total
+    def count_parameters(**arguments):
+        """The number of trainable weights these arguments give, without building the model
+        (the closed form in :mod:`kerasparse.presets`, used by ``kerasparse models``; tested
+        against the built model). Not counted: BatchNorm's moving statistics and the sites'
+        keep-ratio scalars."""
+        return presets.BUILDERS["WideResNet"].count(**arguments)
 
     def get_config(self):
         return {
