@@ -5,11 +5,17 @@ same batches, with each model's own initialisation and with the other's swapped 
     python benchmarks/wrn_lr_probe.py --dataset mnist --data-dir ../shared/data/mnist \\
         --depth 16 --width 1 --steps 300 --lr 0.1 --variants ks,plain,plain-ksinit,ks-torchinit
 
-Constant learning rate (the start of the paper's 500-epoch cosine is flat), SGD with
-Nesterov momentum 0.9, batch 128, seed 3407, test accuracy on the first --test-examples test
-images every --eval-every steps. Prints one JSON line per variant: the accuracy trajectory,
-the first evaluated step with test accuracy >= 0.2 and >= 0.5 (chance is 0.1), and the CPU
-seconds it took. docs/training.md, "Warm-up", records the figures.
+SGD with Nesterov momentum 0.9, no weight decay, batch 128, seed 3407, test accuracy on the
+first --test-examples test images every --eval-every steps. The learning rate comes from
+``kerasparse.train.build_optimizer`` (the optimizer ``kerasparse train`` builds, one step per
+"epoch"): ``--schedule constant`` (the start of the paper's 500-epoch cosine is flat: over
+its first 400 steps it stays within 1e-5 of lr), ``--schedule cosine`` a cosine to 0 over
+--steps (a short run of the recipe), ``--warmup-steps W`` the linear warm-up from 0 that
+``warmup_epochs`` gives. The plain-PyTorch variants follow the same schedule (the Keras
+schedule's value is set on the torch optimizer before each step). Prints one JSON line per
+variant: the accuracy and training-loss trajectories, the first evaluated step with test
+accuracy >= 0.2 and >= 0.5 (chance is 0.1), and the CPU seconds it took.
+docs/training.md, "Warm-up", records the figures.
 
 Variants: ``ks`` kerasparse's WideResNet (convs N(0, 2/fan_out), Keras Dense glorot-uniform
 kernel, zero bias); ``plain`` the plain-PyTorch WRN with PyTorch's default init (convs and
@@ -51,6 +57,23 @@ def batches(x, y, steps, batch_size):
         yield x[idx], y[idx]
 
 
+def schedule(args):
+    """The learning-rate schedule ``kerasparse train`` would build for this run (one step
+    per epoch, so ``warmup_epochs`` counts steps), and its optimizer."""
+    import keras
+
+    from kerasparse.train import build_optimizer
+
+    config = {"lr": args.lr, "epochs": args.steps, "schedule": args.schedule,
+              "warmup_epochs": args.warmup_steps, "optimizer": "sgd", "momentum": 0.9,
+              "nesterov": True, "weight_decay": 0.0}
+    optimizer = build_optimizer(config, steps_per_epoch=1)
+    sched = optimizer._learning_rate  # a LearningRateSchedule, or the float lr when constant
+    if isinstance(sched, keras.optimizers.schedules.LearningRateSchedule):
+        return optimizer, lambda step: float(sched(step))
+    return optimizer, lambda step: args.lr
+
+
 def run_keras(args, data, torch_init):
     import keras
 
@@ -72,7 +95,7 @@ def run_keras(args, data, torch_init):
         dense.kernel.assign(rng.uniform(-bound, bound, dense.kernel.shape).astype("float32"))
         dense.bias.assign(rng.uniform(-bound, bound, dense.bias.shape).astype("float32"))
     model.compile(
-        optimizer=keras.optimizers.SGD(args.lr, momentum=0.9, nesterov=True),
+        optimizer=schedule(args)[0],
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -105,6 +128,8 @@ def run_plain(args, data, ks_init):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True)
+    lr_at = schedule(args)[1]
+    taken = [0]
     xt_t = torch.from_numpy(xt).permute(0, 3, 1, 2).contiguous()
 
     def evaluate():
@@ -116,6 +141,9 @@ def run_plain(args, data, ks_init):
 
     def step(xb, yb):
         xb = torch.from_numpy(xb).permute(0, 3, 1, 2).contiguous()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(taken[0])
+        taken[0] += 1
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(xb), torch.from_numpy(yb))
         loss.backward()
@@ -134,15 +162,27 @@ def probe(args, data, variant):
     cpu0 = time.process_time()
     trajectory = {0: evaluate()}
     losses = []
+    loss_trajectory = {}
     for s, (xb, yb) in enumerate(batches(data[0], data[1], args.steps, args.batch_size), 1):
         losses.append(step(xb, yb))
         if s % args.eval_every == 0 or s == args.steps:
             trajectory[s] = evaluate()
+            loss_trajectory[s] = round(float(np.mean(losses[-args.eval_every:])), 4)
+            if args.verbose:
+                print(f"# {variant} step {s}: test acc {trajectory[s]:.3f}, mean loss "
+                      f"{loss_trajectory[s]:.4f}, {time.process_time() - cpu0:.0f} cpu s",
+                      file=sys.stderr, flush=True)
+            if args.stop_at is not None and trajectory[s] >= args.stop_at:
+                break  # left chance: the rest of the budget goes to the next run
     first = {t: next((s for s, a in trajectory.items() if a >= t), None) for t in (0.2, 0.5)}
     return {"variant": variant, "dataset": args.dataset, "model": f"wrn{args.depth}-{args.width}",
-            "lr": args.lr, "batch_size": args.batch_size, "steps": args.steps,
+            "lr": args.lr, "schedule": args.schedule, "warmup_steps": args.warmup_steps,
+            "seed": args.seed, "batch_size": args.batch_size, "steps": args.steps,
+            "steps_run": len(losses),
+            "test_examples": len(data[2]),
             "first_step_acc_ge_0.2": first[0.2], "first_step_acc_ge_0.5": first[0.5],
-            "test_accuracy": trajectory, "final_loss": losses[-1],
+            "test_accuracy": trajectory, "train_loss_mean_since_last_eval": loss_trajectory,
+            "final_loss": losses[-1],
             "cpu_s": round(time.process_time() - cpu0, 1)}
 
 
@@ -154,17 +194,32 @@ def main():
     parser.add_argument("--width", type=int, default=1)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
+    parser.add_argument("--warmup-steps", type=int, default=0)
+    parser.add_argument("--stop-at", type=float, default=None,
+                        help="stop a variant at the first evaluation with test accuracy >= this")
+    parser.add_argument("--verbose", action="store_true", help="progress lines on stderr")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--test-examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=3407)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds, one run each (weights and batch order)")
     parser.add_argument("--variants", default="ks,plain")
     parser.add_argument("--ks-data-format", default="channels_first",
                         choices=["channels_first", "channels_last"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own choice)")
     args = parser.parse_args()
-    data = load(args)
-    for variant in args.variants.split(","):
-        print(json.dumps(probe(args, data, variant)), flush=True)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    for seed in [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]:
+        args.seed = seed
+        data = load(args)
+        for variant in args.variants.split(","):
+            print(json.dumps(probe(args, data, variant)), flush=True)
 
 
 if __name__ == "__main__":
