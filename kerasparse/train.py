@@ -21,6 +21,13 @@ weights and optimizer slots (with the step counter, hence the cosine schedule po
 back bit for bit, and the controller state is restored, so a resumed run replays the
 uninterrupted one. A run killed mid-epoch restarts that epoch from its beginning.
 
+Read top to bottom: the building blocks (:func:`build_data`, :func:`build_model`,
+:func:`compile_model` with :func:`build_optimizer`, :func:`build_controller`), then the run
+(:func:`run` -> ``_run`` -> ``_train``: config.json, compile, restore, callbacks, fit,
+summarise). The runner's callbacks and their order: :mod:`kerasparse.run_callbacks`; the files
+of the run directory: :class:`kerasparse.run_record.RunRecord`; Ctrl-C / SIGTERM:
+:mod:`kerasparse.interrupts`.
+
 Keras is imported lazily: call ``kerasparse.cli._app.use_backend`` (or set KERAS_BACKEND)
 before :func:`run`.
 """
