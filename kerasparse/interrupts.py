@@ -11,7 +11,7 @@ SIGKILL after step S of epoch E (1-based); ``"checkpoint:E"`` kills it while wri
 checkpoint of epoch E (after the weights file, before latest.json moves); ``"sigint:E:S"`` /
 ``"sigterm:E:S"`` send the process SIGINT / SIGTERM as step S of epoch E begins;
 ``"diskfull:E"`` makes the write of epoch E's weights file fail with ENOSPC (a full disk).
-The variable is read by :func:`arm_faults` when a run starts (``train.run``,
+The variable is read by :func:`faults_armed` when a run starts (``train.run``,
 ``packed.train_pack``), never at import.
 
 No Keras here: the CLI installs the handlers before the backend is imported.
@@ -93,9 +93,15 @@ class _Fault:
     armed = ""  # the KERASPARSE_FAULT of the current run ("" = none)
 
 
-def arm_faults():
-    """Read ``KERASPARSE_FAULT`` for the run that starts now."""
-    _Fault.armed = os.environ.get("KERASPARSE_FAULT", "")
+@contextlib.contextmanager
+def faults_armed():
+    """Read ``KERASPARSE_FAULT`` for the run inside the block; disarmed again after it (a
+    fault meant for one in-process run never fires in a later one)."""
+    previous, _Fault.armed = _Fault.armed, os.environ.get("KERASPARSE_FAULT", "")
+    try:
+        yield
+    finally:
+        _Fault.armed = previous
 
 
 def maybe_fault(kind, *where):

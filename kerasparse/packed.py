@@ -649,7 +649,13 @@ def train_pack(out_dirs, configs=None, backend=None, *, resume=False, overwrite=
     """
     from kerasparse import interrupts
 
-    interrupts.arm_faults()  # KERASPARSE_FAULT (the resume tests' faults), read per run
+    # KERASPARSE_FAULT (the resume tests' faults) is read per run, for this run only.
+    with interrupts.faults_armed():
+        return _train_pack(out_dirs, configs, backend, resume=resume, overwrite=overwrite,
+                           verbose=verbose, memory_limit=memory_limit)
+
+
+def _train_pack(out_dirs, configs, backend, *, resume, overwrite, verbose, memory_limit):
     out_dirs = [os.fspath(o) for o in out_dirs]
     if not out_dirs:
         raise ConfigError("a pack needs at least 1 cell. Received: 0 cells")

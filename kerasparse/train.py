@@ -250,8 +250,8 @@ def run(out, config=None, backend=None, *, resume=False, overwrite=False, verbos
     config's ``callbacks`` entry, ``--callback module:factory``, adds more).
     Bad input (config, data source, model arguments) raises before anything is written.
     """
-    interrupts.arm_faults()  # KERASPARSE_FAULT (the resume tests' faults), read per run
-    with stop_on_signals():
+    # KERASPARSE_FAULT (the resume tests' faults) is read per run, for this run only.
+    with interrupts.faults_armed(), stop_on_signals():
         _check_backend(backend)
         if resume:
             rundir.check(out, resume=True)

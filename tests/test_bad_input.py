@@ -432,7 +432,7 @@ SMALL = ["--model", "mlp100x300", "--set", "depth=2", "--set", "width=16", "--da
 
 def _train_in_process(argv, fault=""):
     saved = os.environ.get("KERASPARSE_FAULT")
-    os.environ["KERASPARSE_FAULT"] = fault  # read when the run starts (interrupts.arm_faults)
+    os.environ["KERASPARSE_FAULT"] = fault  # read when the run starts (interrupts.faults_armed)
     try:
         return runner.invoke(app, ["train", *argv])
     finally:
