@@ -34,6 +34,7 @@ kerasparse.use_default_backend()  # $KERAS_BACKEND, else jax: the backend of ker
 import keras  # noqa: E402
 
 from kerasparse import callbacks, data, eoc, models  # noqa: E402
+from kerasparse.train import compile_model  # noqa: E402
 
 
 def parse_args():
@@ -88,12 +89,9 @@ def main():
     lr = args.lr
     if args.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * steps)
-    model.compile(
-        optimizer=keras.optimizers.SGD(lr),  # plain SGD, as in the paper
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=False if keras.backend.backend() == "torch" else "auto",
-    )
+    # Plain SGD, as in the paper; cross-entropy from logits, accuracy, jit_compile "auto" (Keras'
+    # choice: eager on torch), as kerasparse train compiles.
+    compile_model(model, optimizer=keras.optimizers.SGD(lr))
     history = model.fit(
         ds.train_epochs(args.epochs, steps_per_epoch=steps),  # epoch e: shuffle of (seed, e)
         epochs=args.epochs,

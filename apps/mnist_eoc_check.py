@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 from kerasparse import data, eoc  # noqa: E402
 from kerasparse.models import DeepMLP  # noqa: E402
+from kerasparse.train import compile_model  # noqa: E402
 
 
 def parse_args():
@@ -59,10 +60,8 @@ def run(args, q_star, seed):
     model = DeepMLP(depth=args.depth, width=args.width, activation="crelu",
                     sparsity=args.sparsity, q_star=q_star, v_prime=args.v_prime,
                     num_classes=bundle.num_classes, input_shape=bundle.input_shape)
-    compile_kwargs = {"jit_compile": False} if keras.backend.backend() == "torch" else {}
-    model.compile(optimizer=keras.optimizers.SGD(args.lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], **compile_kwargs)
+    # Cross-entropy from logits, accuracy, jit_compile "auto": as kerasparse train compiles.
+    compile_model(model, optimizer=keras.optimizers.SGD(args.lr))
     steps_per_epoch = -(-bundle.num_train // args.batch_size)
     windows = steps_per_epoch * args.epochs // args.window
     # Keras logs the mean loss of each "epoch": an epoch of `window` steps gives the mean

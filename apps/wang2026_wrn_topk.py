@@ -34,6 +34,7 @@ kerasparse.use_default_backend()  # $KERAS_BACKEND, else jax: the backend of ker
 import keras  # noqa: E402
 
 from kerasparse import callbacks, data, layers, models, step_options  # noqa: E402
+from kerasparse.train import compile_model  # noqa: E402
 
 
 def parse_args():
@@ -78,12 +79,9 @@ def main():
     steps = ds.steps_per_epoch(args.steps_per_epoch)
 
     schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * steps)
-    model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile="auto",  # Keras' choice, as kerasparse train (eager on torch)
-    )
+    # Cross-entropy from logits, accuracy, jit_compile "auto" (Keras' choice: eager on torch),
+    # as kerasparse train compiles.
+    compile_model(model, optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True))
 
     cbs = []
     if args.controller == "mult":  # Strategy 2: r *= factor, reset to 1 on an accuracy drop

@@ -42,12 +42,12 @@ def compile_for_benchmark(model, learning_rate=0.1, jit_compile="auto", steps_pe
     (the same step options: ``kerasparse.step_options``)."""
     import keras
 
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **step_options.compile_kwargs(keras.backend.backend(), jit_compile, steps_per_execution),
+    from kerasparse.train import compile_model
+
+    return compile_model(
+        model, optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True),
+        metrics=None, jit_compile=jit_compile, steps_per_execution=steps_per_execution,
     )
-    return model
 
 
 def machine_state():
@@ -285,12 +285,9 @@ def _site_model(shape, topk, keep_ratio, batch_size):
     else:
         x = keras.layers.ReLU()(x)
     model = keras.Model(inputs, x)
-    model.compile(
-        optimizer=keras.optimizers.SGD(1e-3),
-        loss="mse",
-        jit_compile=False if keras.backend.backend() == "torch" else "auto",
-    )
-    return model
+    from kerasparse.train import compile_model
+
+    return compile_model(model, optimizer=keras.optimizers.SGD(1e-3), loss="mse", metrics=None)
 
 
 def bench_topk_sites(batch_size=32, steps=10, warmup=2, keep_ratios=(0.5, 1.0), shapes=None,

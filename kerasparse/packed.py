@@ -540,14 +540,14 @@ def _member_arrays(arrays, i):
 
 
 class _Member:
-    """One cell of the pack: its run directory and a :class:`kerasparse.train.Run` for the
+    """One cell of the pack: its run directory and a :class:`kerasparse.run_record.RunRecord` for the
     files that are written exactly as ``kerasparse train`` writes them."""
 
     def __init__(self, index, out, config, backend):
-        from kerasparse.train import Run
+        from kerasparse.run_record import RunRecord
 
         self.index = index
-        self.run = Run(out, config, backend)
+        self.run = RunRecord(out, config, backend)
         self.status = None  # None while training; "diverged" once its loss is not finite
 
     @property
@@ -561,8 +561,8 @@ class _Member:
 
     def write_checkpoint_files(self, arrays, epoch):
         """The weights file and the state file of ``epoch`` (the format of
-        :meth:`kerasparse.train.Run.save_checkpoint`), without moving ``latest.json``."""
-        from kerasparse.train import _jsonable
+        :meth:`kerasparse.run_record.RunRecord.save_checkpoint`), without moving ``latest.json``."""
+        from kerasparse.run_record import jsonable
 
         run = self.run
         os.makedirs(run.path("checkpoints"), exist_ok=True)
@@ -578,8 +578,8 @@ class _Member:
             "controller": None,
             "history": run.history,
             "wall_time_s": run.wall_before + (time.time() - run.started),
-            "python_random": _jsonable(random.getstate()),
-            "numpy_random": _jsonable(np.random.get_state()),
+            "python_random": jsonable(random.getstate()),
+            "numpy_random": jsonable(np.random.get_state()),
         }
         rundir.atomic_write_json(state_path, state)
 
@@ -647,6 +647,15 @@ def train_pack(out_dirs, configs=None, backend=None, *, resume=False, overwrite=
     a pack that does not fit in memory (:func:`check_memory`; ``memory_limit`` in bytes
     replaces the device's free memory), a directory in use or not empty.
     """
+    from kerasparse import interrupts
+
+    # KERASPARSE_FAULT (the resume tests' faults) is read per run, for this run only.
+    with interrupts.faults_armed():
+        return _train_pack(out_dirs, configs, backend, resume=resume, overwrite=overwrite,
+                           verbose=verbose, memory_limit=memory_limit)
+
+
+def _train_pack(out_dirs, configs, backend, *, resume, overwrite, verbose, memory_limit):
     out_dirs = [os.fspath(o) for o in out_dirs]
     if not out_dirs:
         raise ConfigError("a pack needs at least 1 cell. Received: 0 cells")
@@ -785,7 +794,7 @@ class _Pack:
     def train(self, resume):
         import keras
 
-        from kerasparse.train import build_optimizer
+        from kerasparse.train import build_optimizer, compile_model
 
         backend = keras.backend.backend()
         self.backend_name = backend
@@ -809,12 +818,8 @@ class _Pack:
                                          {**resolved_config(m.run.config), "backend": backend})
         crossentropy, member_loss, member_accuracy = _keras_parts()
         model = self.model
-        model.compile(
-            optimizer=build_optimizer(self.config, self.steps),
-            loss=crossentropy(),
-            metrics=[member_loss(self.n), member_accuracy(self.n)],
-            jit_compile=False if backend == "torch" else "auto",
-        )
+        compile_model(model, optimizer=build_optimizer(self.config, self.steps),
+                      loss=crossentropy(), metrics=[member_loss(self.n), member_accuracy(self.n)])
         model.optimizer.build(model.trainable_variables)
         start = self._restore() if resume else 0
         if resume and self.verbose:
@@ -938,7 +943,7 @@ class _Pack:
         """Every active member's checkpoint files first, then every ``latest.json``, then the
         pruning: a kill at any point leaves each member at this epoch or the previous
         checkpoint, and files of the newest epoch they all hold (what resume restores)."""
-        from kerasparse.train import _maybe_fault
+        from kerasparse.interrupts import maybe_fault as _maybe_fault
 
         arrays = [_numpy(v) for v in _all_variables(self.model)]
         active = self.active()
@@ -962,9 +967,7 @@ class _Pack:
 
     # -- the end
     def _finish(self):
-        import keras
-
-        from kerasparse.train import build_optimizer
+        from kerasparse.train import build_optimizer, compile_model
 
         summaries = []
         optimizer_arrays = None
@@ -987,11 +990,7 @@ class _Pack:
                 if optimizer_arrays is None:
                     optimizer_arrays = [_numpy(v) for v in self.model.optimizer.variables]
                 member = self.model.member(m.index)
-                member.compile(
-                    optimizer=build_optimizer(self.config, self.steps),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=["accuracy"],
-                )
+                compile_model(member, optimizer=build_optimizer(self.config, self.steps))
                 member.optimizer.build(member.trainable_variables)
                 for v, a in zip(member.optimizer.variables,
                                 _member_arrays(optimizer_arrays, m.index)):
@@ -1094,7 +1093,7 @@ def _numpy(variable):
 def _pack_callbacks(pack, test):
     import keras
 
-    from kerasparse.train import _maybe_fault
+    from kerasparse.interrupts import maybe_fault as _maybe_fault
 
     class TestEvaluator(keras.callbacks.Callback):
         """Each member's test metrics at the epoch end: ``test_member_loss``/``_accuracy``."""
@@ -1151,7 +1150,7 @@ def _pack_callbacks(pack, test):
         mean (min-max) metrics."""
 
         def on_train_begin(self, logs=None):
-            from kerasparse.train import epoch_progress_bar
+            from kerasparse.run_callbacks import epoch_progress_bar
 
             self._bar = epoch_progress_bar()
             self._bar.start()

@@ -431,14 +431,15 @@ SMALL = ["--model", "mlp100x300", "--set", "depth=2", "--set", "width=16", "--da
 
 
 def _train_in_process(argv, fault=""):
-    from kerasparse import train
-
-    saved = train._FAULT
-    train._FAULT = fault
+    saved = os.environ.get("KERASPARSE_FAULT")
+    os.environ["KERASPARSE_FAULT"] = fault  # read when the run starts (interrupts.faults_armed)
     try:
         return runner.invoke(app, ["train", *argv])
     finally:
-        train._FAULT = saved
+        if saved is None:
+            os.environ.pop("KERASPARSE_FAULT", None)
+        else:
+            os.environ["KERASPARSE_FAULT"] = saved
 
 
 @pytest.fixture(scope="module")
@@ -520,7 +521,7 @@ def test_older_npz_checkpoint_resumes_exactly(runs, tmp_path):
     _, model, _ = train._setup(config)
     train.compile_model(model, config, 6)
     model.optimizer.build(model.trainable_variables)
-    assert train.Run(str(cut), config, None).load_checkpoint(model) == 1
+    assert train.RunRecord(str(cut), config, None).load_checkpoint(model) == 1
     import keras
 
     arrays = [keras.ops.convert_to_numpy(v) for v in checkpoint.all_variables(model)]

@@ -65,7 +65,7 @@ def checkpoint(run_dir):
     _, model, _ = train._setup(config)
     train.compile_model(model, config, 1)
     model.optimizer.build(model.trainable_variables)
-    assert train.Run(run_dir, config, None).load_checkpoint(model) == latest["epoch"]
+    assert train.RunRecord(run_dir, config, None).load_checkpoint(model) == latest["epoch"]
     return latest["epoch"], [keras.ops.convert_to_numpy(v)
                              for v in ks_checkpoint.all_variables(model)]
 

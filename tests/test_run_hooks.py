@@ -168,6 +168,44 @@ def test_train_run_takes_callbacks(tmp_path):
     assert "test_accuracy" in seen.epochs[0][1]
 
 
+def test_run_refuses_a_backend_other_than_the_active_one(tmp_path):
+    """train.run(out, config, backend): Keras' backend is fixed on import, so another name is a
+    one-line ConfigError before anything is written (never silently ignored)."""
+    from kerasparse import config as ks_config
+    from kerasparse import train
+
+    from conftest import BACKEND
+
+    other = next(b for b in ("jax", "torch", "tensorflow") if b != BACKEND)
+    with pytest.raises(ks_config.ConfigError, match=f"backend '{other}' is not Keras' active "
+                       f"backend '{BACKEND}'"):
+        train.run(str(tmp_path / "x"), ks_config.resolve(), other)
+    assert not (tmp_path / "x").exists()
+
+
+def test_runner_callbacks_come_in_their_order(tmp_path):
+    """run_callbacks.runner_callbacks puts the controller and the sparsity monitor first, then
+    TestEvaluator, Guard, Recorder (which read what the earlier ones logged), TensorBoard, the
+    user's callbacks, Progress; the Guard it returns is the one the others consult."""
+    import keras
+
+    from kerasparse import run_callbacks
+    from kerasparse.config import resolve
+    from kerasparse.run_record import RunRecord
+
+    record = RunRecord(str(tmp_path), resolve(), "jax", steps=3)
+    controller, monitor, board, user = (keras.callbacks.Callback() for _ in range(4))
+    guard, cbs = run_callbacks.runner_callbacks(
+        record, test_ds=None, controller=controller, sparsity_monitor=monitor,
+        tensorboard=board, user_callbacks=[user], verbose=1)
+    assert cbs[:2] == [controller, monitor] and cbs[5:7] == [board, user]
+    assert [type(cb).__name__ for cb in cbs[2:5] + cbs[7:]] == [
+        "TestEvaluator", "Guard", "Recorder", "Progress"]
+    assert cbs[3] is guard and cbs[2].guard is guard and cbs[4].guard is guard
+    _, quiet = run_callbacks.runner_callbacks(record, test_ds=None, verbose=0)
+    assert [type(cb).__name__ for cb in quiet] == ["TestEvaluator", "Guard", "Recorder"]
+
+
 def test_tensorboard_without_the_package_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
     out = tmp_path / "run"

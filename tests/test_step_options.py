@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import BACKEND
-from kerasparse import step_options, train
+from kerasparse import run_callbacks, step_options, train
 from kerasparse.cli import app
 from kerasparse.config import ConfigError, resolve
 
@@ -199,18 +199,9 @@ class _Value:
         return float(self.value)
 
 
-class _Run:
-    def __init__(self, steps):
-        self.steps, self.epoch, self.steps_done = steps, 0, 0
-        self.diverged, self.interrupted = None, False
-        self.config = {"epochs": 1, "checkpoint_every": 1}
-        self.controller, self.test_ds, self.history = None, None, []
-
-
 def test_guard_and_progress_do_not_read_the_loss_after_every_batch():
-    steps = 4 * train.CHECK_EVERY + 7
-    run = _Run(steps)
-    _, guard, _, progress = train._make_runner_callbacks(run)
+    steps = 4 * run_callbacks.CHECK_EVERY + 7
+    guard, progress = run_callbacks.Guard(steps), run_callbacks.Progress(1, steps)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     assert guard.async_safe and progress.async_safe
     callbacks = keras.callbacks.CallbackList([guard, progress], model=model)
@@ -232,22 +223,21 @@ def test_guard_and_progress_do_not_read_the_loss_after_every_batch():
     guard.on_epoch_end(0, epoch_logs)
     progress.on_epoch_end(0, epoch_logs)
     progress.on_train_end()
-    checks = steps // train.CHECK_EVERY
+    checks = steps // run_callbacks.CHECK_EVERY
     assert per_batch_reads == checks * 3  # guard: loss; progress: loss and accuracy
-    assert run.diverged is None and run.steps_done == steps
+    assert guard.diverged is None and guard.steps_done == steps
 
 
 def test_guard_stops_a_diverged_epoch_at_its_end():
-    run = _Run(10)
-    _, guard, _, _ = train._make_runner_callbacks(run)
+    guard = run_callbacks.Guard(10)
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.stop_training = False  # (fit sets it)
     guard.set_model(model)
     guard.on_epoch_begin(2)
     for batch in range(10):  # fewer steps than CHECK_EVERY: only the epoch's end looks
         guard.on_train_batch_end(batch, {"loss": np.inf if batch == 3 else 1.0})
-    assert run.diverged is None and not model.stop_training
+    assert guard.diverged is None and not model.stop_training
     guard.on_epoch_end(2, {"loss": float("nan")})  # the epoch's mean carries the inf/NaN
-    assert run.diverged == {"epoch": 3, "step": 10, "loss": pytest.approx(float("nan"),
+    assert guard.diverged == {"epoch": 3, "step": 10, "loss": pytest.approx(float("nan"),
                                                                            nan_ok=True)}
     assert model.stop_training
