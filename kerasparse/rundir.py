@@ -96,6 +96,16 @@ def check(out, *, resume=False, overwrite=False, flag="--out"):
         raise RunDirError(f"run directory {out!r} is not writable")
 
 
+def empty(out):
+    """Remove everything inside ``out`` (links are removed, never followed)."""
+    for name in os.listdir(out):
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 def prepare(out, *, overwrite=False):
     """Create ``out`` for a new run (after :func:`check`), emptying it if ``overwrite``."""
     check(out, overwrite=overwrite)
@@ -103,12 +113,7 @@ def prepare(out, *, overwrite=False):
     if exists and overwrite:
         with RunLock(out):  # never delete a directory another process is writing
             pass
-        for name in os.listdir(out):
-            path = os.path.join(out, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
+        empty(out)
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:

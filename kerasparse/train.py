@@ -587,13 +587,6 @@ def _remove_fresh_run(out):
     """Empty (and remove, if it empties) the directory of a fresh run that never finished a
     step: it holds only what this process wrote (rundir.prepare found it empty or emptied
     it)."""
-    import shutil
-
-    for name in os.listdir(out):
-        path = os.path.join(out, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+    rundir.empty(out)
     with contextlib.suppress(OSError):
         os.rmdir(out)
