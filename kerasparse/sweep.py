@@ -611,12 +611,13 @@ def _wait(proc, cell, worker_fault):
         except subprocess.TimeoutExpired:
             if worker_fault and os.path.isfile(os.path.join(cell.path, "config.json")):
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: this worker dies mid-cell
-        except KeyboardInterrupt:  # ray.cancel of this task (or Ctrl-C in this process)
-            if interrupted:
-                proc.kill()
-            else:
+        except KeyboardInterrupt:  # ray.cancel of this task (RayExecutor.interrupt)
+            # One SIGINT: train stops after this batch, resumable. The driver repeats its
+            # cancellation until the task ends (a cancel can be lost), so later ones are the
+            # same request, not a second Ctrl-C (that one is a forced cancel: the worker dies).
+            if not interrupted:
                 interrupted = True
-                proc.send_signal(signal.SIGINT)  # train stops after this batch, resumable
+                proc.send_signal(signal.SIGINT)
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
@@ -913,6 +914,16 @@ class RayExecutor:
 
         for ref in list(self.refs):
             ray.cancel(ref)  # queued: dropped; running: KeyboardInterrupt -> SIGINT to train
+        self.interrupted_at = time.monotonic()
+
+    def reinterrupt(self):
+        """Cancel again the tasks still running RETRY_CANCEL_S after the last cancellation:
+        Ray's non-forced cancel is best effort (seen in the suite: a cell ran its 500 epochs
+        to the end after one), and a repeated one reaches the worker as the same request."""
+        if time.monotonic() - getattr(self, "interrupted_at", 0.0) >= self.RETRY_CANCEL_S:
+            self.interrupt()
+
+    RETRY_CANCEL_S = 3.0
 
     def kill(self):
         import ray
@@ -1309,6 +1320,8 @@ class _Driver:
                                            "current batch (Ctrl-C again to stop them at once)",
                                            soft_wrap=True)
                     self.ex.interrupt()
+                elif stopped and not killed and hasattr(self.ex, "reinterrupt"):
+                    self.ex.reinterrupt()
                 if self.sigints > 1 and not killed:
                     killed = True
                     self.ex.kill()
