@@ -263,15 +263,6 @@ def kth_largest_numpy(rows, k):
     return np.partition(rows, j, axis=-1)[:, j : j + 1]
 
 
-def _numpy_select_dtypes():
-    import torch
-
-    return (torch.float16, torch.float32, torch.float64)
-
-
-_NUMPY_SELECT_DTYPES = _numpy_select_dtypes() if keras.backend.backend() == "torch" else ()
-
-
 def _count_positives_torch(rows):
     """Positives per row of a tensor with no negative entry (int64). ``sign().sum()`` is
     a vectorised pass (0.3 ms for 32 x 65,536 values, single thread) where
@@ -308,6 +299,9 @@ if keras.backend.backend() == "torch":
     # Defined at import (the backend is fixed by then), not on first use: a class
     # definition inside a torch.compile'd step would break its graph.
     import torch as _torch
+
+    # The dtypes NumPy can select in (kth_largest_numpy); bfloat16 keeps torch.topk.
+    _NUMPY_SELECT_DTYPES = (_torch.float16, _torch.float32, _torch.float64)
 
     class _MaskTorch(_torch.autograd.Function):
         """y = rows where rows >= threshold, else 0; dy/drows = the same mask.

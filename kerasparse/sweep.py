@@ -811,6 +811,8 @@ class RayExecutor:
 
     name = "ray"
 
+    RETRY_CANCEL_S = 3.0  # seconds between repeated cancellations after Ctrl-C
+
     def __init__(self, backend, workers=None, cpus_per_cell=None, gpus_per_cell=None,
                  address=None):
         self.backend = backend
@@ -821,6 +823,7 @@ class RayExecutor:
         self.owned = False
         self.refs = {}
         self.remote = None
+        self.interrupted_at = None  # time of the last cancellation (interrupt)
 
     def start(self):
         import ray
@@ -899,6 +902,12 @@ class RayExecutor:
 
         if not self.refs:
             return []
+        if (self.interrupted_at is not None
+                and time.monotonic() - self.interrupted_at >= self.RETRY_CANCEL_S):
+            # Ray's non-forced cancel is best effort (in the suite a cell once ran its 500
+            # epochs to the end after one): cancel again until the tasks end; the worker
+            # takes a repeated cancellation as the same request (_wait).
+            self.interrupt()
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
         finished = []
         for ref in ready:
@@ -915,15 +924,6 @@ class RayExecutor:
         for ref in list(self.refs):
             ray.cancel(ref)  # queued: dropped; running: KeyboardInterrupt -> SIGINT to train
         self.interrupted_at = time.monotonic()
-
-    def reinterrupt(self):
-        """Cancel again the tasks still running RETRY_CANCEL_S after the last cancellation:
-        Ray's non-forced cancel is best effort (seen in the suite: a cell ran its 500 epochs
-        to the end after one), and a repeated one reaches the worker as the same request."""
-        if time.monotonic() - getattr(self, "interrupted_at", 0.0) >= self.RETRY_CANCEL_S:
-            self.interrupt()
-
-    RETRY_CANCEL_S = 3.0
 
     def kill(self):
         import ray
@@ -1320,8 +1320,6 @@ class _Driver:
                                            "current batch (Ctrl-C again to stop them at once)",
                                            soft_wrap=True)
                     self.ex.interrupt()
-                elif stopped and not killed and hasattr(self.ex, "reinterrupt"):
-                    self.ex.reinterrupt()
                 if self.sigints > 1 and not killed:
                     killed = True
                     self.ex.kill()
