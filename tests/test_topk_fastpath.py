@@ -23,6 +23,7 @@ RATIOS = [1.0, 0.5, 0.1, 1e-6]
 _PATHS = {
     "torch": ["host_exits", "host_exits_topk", "sync_free"],
     "tensorflow": ["numpy_select", "top_k"],
+    "jax": ["numpy_select_any_size"],
 }
 
 
@@ -31,12 +32,18 @@ def torch_path(request, monkeypatch):
     """torch has two paths for global_topk: eager CPU tensors decide the exits on the host
     (``ksops.TORCH_CPU_HOST_EXITS``), accelerators and torch.compile never read the host.
     On a CPU torch's host path and TensorFlow graphs select with NumPy
-    (``ksops.NUMPY_CPU_SELECT``), a GPU with the backend's own top-k. Every test here runs
-    on each path (the GPU ones here on CPU tensors)."""
+    (``ksops.NUMPY_CPU_SELECT``), a GPU with the backend's own top-k; jax on a CPU with
+    NumPy through a host callback for large calls. Every test here runs on each path (the
+    GPU ones here on CPU tensors)."""
     if request.param == "sync_free":
         monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", False)
     if request.param in ("host_exits_topk", "top_k"):
         monkeypatch.setattr(ksops, "NUMPY_CPU_SELECT", False)
+    if request.param == "numpy_select_any_size":
+        # jax on a CPU selects with NumPy only from 65,536 values per call (the radix
+        # select below that): here at every size, so that path meets every case below
+        # (the radix select has its own test, and the other test files run it).
+        monkeypatch.setattr(ksops, "_JAX_NUMPY_SELECT_MIN_SIZE", 0)
     return request.param
 
 
@@ -347,3 +354,24 @@ def test_kth_largest_numpy_matches_a_full_sort(rng):
         np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 500), rows.min(-1, keepdims=True))
         np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 0), rows.max(-1, keepdims=True))
     assert ksops.kth_largest_numpy(np.zeros((3, 0), np.float32), 1).shape == (3, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_kth_largest_numpy_on_rows_without_negatives(rng, dtype):
+    # Rows with no negative entry (ReLU / CReLU outputs) are selected with their zeros made
+    # distinct first (kerasparse.ops._distinct_zeros): half zeros, -0.0 among them, an
+    # all-zero row, +inf, ties at a clip value; k on both sides of the positives' count.
+    # Against a full sort, with the caller's flag and with the check left to the function.
+    d = 101
+    rows = np.maximum(ref.tie_free(rng, (5, d)), 0.0).astype(dtype)
+    rows[1, ::3] = -0.0
+    rows[2] = 0.0
+    rows[3, :4] = [np.inf, np.inf, 0.0, -0.0]
+    rows[4] = np.minimum(rows[4], np.quantile(rows[4][rows[4] > 0], 0.5))  # ties at a clip
+    positives = int((rows > 0).sum(-1).max())
+    for k in (1, 2, 17, positives - 1, positives, positives + 1, d - 1, d):
+        want = np_kth_largest(rows, k).astype(dtype)
+        for flag in (None, True):
+            got = ksops.kth_largest_numpy(rows, k, flag)
+            assert got.dtype == rows.dtype and got.shape == (5, 1)
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k} nonnegative={flag}")
