@@ -59,8 +59,11 @@ def _kth_largest_rows(rows, k, positives=None):
     - tensorflow in a graph (Keras' default on CPU): ``tf.math.top_k`` (:func:`_kth_largest_tf`),
       which takes a tensor ``k``; under XLA (Keras' default on GPU) ``k`` must be a
       compile-time constant there, so XLA-compiled steps use the radix select below.
-    - jax, XLA-compiled tensorflow and any other backend: :func:`_kth_largest_radix` in
-      keras.ops (``lax.top_k`` needs a static ``k``; a sort is 40x slower on CPU).
+    - jax on a CPU, calls of 65,536 values or more: NumPy's introselect through a host
+      callback (:func:`_kth_largest_numpy_jax`; CPU tensorflow graphs and eager torch on a
+      CPU also select with NumPy, :func:`kth_largest_numpy`).
+    - jax otherwise, XLA-compiled tensorflow and any other backend: :func:`_kth_largest_radix`
+      in keras.ops (``lax.top_k`` needs a static ``k``; a sort is 40x slower on CPU).
 
     Every path returns the exact k-th largest value (same tie policy), shape ``(rows, 1)``,
     in the dtype of ``rows``. ``positives``: optional positives per row (int), passed only
@@ -252,7 +255,32 @@ def _global_topk_torch_host(x, rows, restore, k):
     return restore(_RowThresholdTorch.apply(rows, below))
 
 
-def _kth_largest_host_torch(rows, k, positives=None):
+def _relu_topk_torch_host(x, rows, restore, k):
+    """Eager torch on a CPU: :func:`relu_topk` fused. ReLU is monotone, so the k-th largest
+    of relu(row) is relu(the k-th largest of row): it is selected on the row itself (whose
+    negatives leave introselect no block of zeros to slow on), and one ``torch.threshold``
+    per row at max(just below it, 0) applies ReLU and the top-k mask in one pass forward
+    and one backward (:class:`_RowThresholdTorch`). Fewer than k positives in every row:
+    plain ReLU. Values and gradients equal ``global_topk(relu(x))``'s (tested)."""
+    import torch
+
+    k = int(k)
+    if k >= rows.shape[-1]:
+        return torch.relu(x)
+    with torch.no_grad():
+        detached = rows.detach()
+        positives = torch.relu(detached).sign_().sum(-1, dtype=torch.float32)
+        if int(positives.max()) < k:
+            return torch.relu(x)
+        threshold = _kth_largest_host_torch(detached, k, nonnegative=False)
+        below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
+        # A row's k-th largest <= 0 (fewer than k positives): its ReLU, x > 0. A NaN
+        # threshold (NaN inputs) likewise, so that negatives stay dropped.
+        below = below.clamp_min(0).nan_to_num_(nan=0.0).squeeze(-1).tolist()
+    return restore(_RowThresholdTorch.apply(rows, below))
+
+
+def _kth_largest_host_torch(rows, k, positives=None, nonnegative=None):
     """The k-th largest of each row with the cheapest ``torch.topk`` for a Python-int k.
 
     ``torch.topk``'s cost grows with the number it selects, so it selects the fewer of the
@@ -261,6 +289,8 @@ def _kth_largest_host_torch(rows, k, positives=None):
     the k-th largest of a row with p >= k is its (p-k+1)-th smallest positive, and 0 when
     p < k). After ReLU p is often close to k, so m is small (32 x 65,536 ReLU outputs,
     k = D/2: m ~ 200, 5 ms instead of 19 ms for the smaller side, single thread).
+    ``nonnegative``: whether no entry is negative, if known (else: known when ``positives``
+    is given; NumPy checks otherwise).
     """
     import torch
 
@@ -274,7 +304,9 @@ def _kth_largest_host_torch(rows, k, positives=None):
             return _kth_largest_among_positives_torch(rows, k, positives, m)
     if NUMPY_CPU_SELECT and rows.dtype in _NUMPY_SELECT_DTYPES:
         # The CPU tensor's own memory handed to NumPy (no copy): see kth_largest_numpy.
-        return torch.from_numpy(kth_largest_numpy(rows.numpy(), k, positives is not None))
+        if nonnegative is None and positives is not None:
+            nonnegative = True
+        return torch.from_numpy(kth_largest_numpy(rows.numpy(), k, nonnegative))
     if k == fewest:
         return torch.topk(rows, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
     values = torch.topk(rows, n - k + 1, dim=-1, largest=False, sorted=False).values
@@ -665,12 +697,29 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
             # Positives are only meaningful without negatives; size + 1 marks "unknown".
             known = ops.where(nonnegative, positives, size + 1)
             threshold = kth_largest(rows, k, known)
-            return restore(ops.where(rows >= threshold, rows, ops.zeros_like(rows)))
+            # "not below" rather than ">=": a NaN entry is kept, so a diverging run shows.
+            return restore(ops.where(rows < threshold, ops.zeros_like(rows), rows))
 
         return ops.cond(few, lambda: x, select)
 
     # Nested so that r == 1 costs no pass over the data at all.
     return ops.cond(k >= size, lambda: x, unless_few_nonzeros)
+
+
+def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
+    """``global_topk(relu(x), keep_ratio, mode, channel_axis)``: Wang 2026's sparse site
+    (ReLU, then top-k), the same values, tie policy and gradients.
+
+    Eager torch on a CPU computes it fused (:func:`_relu_topk_torch_host`: no separate
+    ReLU pass forward or backward, and the selection on the pre-activations); every other
+    path runs the two in turn (XLA fuses their elementwise parts).
+    """
+    if keras.backend.backend() == "torch":
+        layout = _memory_order_rows_torch(x) if mode == "global" else None
+        rows, restore = layout or _to_rows(x, mode, channel_axis)
+        if rows.numel() and rows.device.type != "meta" and _torch_host_exits(rows):
+            return _relu_topk_torch_host(x, rows, restore, keep_count(keep_ratio, _length(rows)))
+    return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
 
 
 def rms_norm(x, scale, bias, axis=-1, epsilon=1e-10):

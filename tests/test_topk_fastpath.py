@@ -375,3 +375,55 @@ def test_kth_largest_numpy_on_rows_without_negatives(rng, dtype):
             got = ksops.kth_largest_numpy(rows, k, flag)
             assert got.dtype == rows.dtype and got.shape == (5, 1)
             np.testing.assert_array_equal(got, want, err_msg=f"k={k} nonnegative={flag}")
+
+
+def _relu_topk_reference(x, r):
+    """Global mode: relu(x), then the entries >= its k-th largest (ties kept), by a full
+    sort; the gradient mask is that selection and x > 0 (ReLU's derivative, 0 at 0)."""
+    a = np.maximum(x, 0).reshape(x.shape[0], -1)
+    k = ksops.keep_count(r, a.shape[1])
+    kth = np_kth_largest(a, int(k)).astype(x.dtype)
+    keep = (a >= kth) & (a > 0)
+    return np.where(keep, a, 0).reshape(x.shape), keep.reshape(x.shape)
+
+
+@pytest.mark.parametrize("r", RATIOS + [0.3])
+def test_relu_topk_matches_a_sort_of_relu(rng, r):
+    # The sparse site's op (ReLU then top-k; fused on torch's CPU path): values and
+    # gradients against a full NumPy sort of relu(x). Signed input with exact zeros, ties
+    # (also at the k-th largest), +-inf, a row with fewer positives than k, a row of
+    # negatives.
+    x = ref.tie_free(rng, (4, 5, 4, 6))
+    x[0, :2] = 0.0
+    x[1, 0, 0, :3] = [np.inf, -np.inf, -0.0]
+    x[1, 1] = x[1, 2] = np.abs(x[1, 3])  # ties among the positives
+    x[2] = -np.abs(x[2])
+    x[2, 0, 0, 0] = 0.5
+    x[3] = np.abs(x[3])
+    w = rng.normal(size=x.shape).astype(np.float32)
+    want, keep = _relu_topk_reference(x, r)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r), x, w)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(grad, np.where(keep, w, 0))
+
+
+@pytest.mark.parametrize("mode, axis", [("global", -1), ("channel", -1), ("channel", 1), ("spatial", 1)])
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.1])
+def test_relu_topk_equals_global_topk_of_relu_in_every_mode(rng, mode, axis, r):
+    x = ref.tie_free(rng, (3, 6, 5, 8))
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r, mode, axis), x, w)
+    y0, grad0 = grad_of_weighted_sum(lambda t: ksops.global_topk(ops.relu(t), r, mode, axis), x, w)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(grad, grad0)
+    np.testing.assert_array_equal(y, ref.topk(np.maximum(x, 0), r, mode, axis))
+
+
+def test_relu_topk_keeps_nans_and_drops_negatives(rng):
+    # A diverging run must not be hidden: NaN pre-activations stay NaN; the row's negatives
+    # are still dropped.
+    x = ref.tie_free(rng, (2, 50))
+    x[0, 3] = np.nan
+    y = to_numpy(ksops.relu_topk(ops.convert_to_tensor(x), 0.2))
+    assert np.isnan(y[0, 3])
+    assert not (y[~np.isnan(y)] < 0).any()
