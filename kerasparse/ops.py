@@ -270,8 +270,9 @@ def _relu_topk_torch_host(x, rows, restore, k):
     with torch.no_grad():
         detached = rows.detach()
         positives = torch.relu(detached).sign_().sum(-1, dtype=torch.float32)
-        if int(positives.max()) < k:
-            return torch.relu(x)
+    if int(positives.max()) < k:
+        return torch.relu(x)  # (outside no_grad: its gradient is the site's)
+    with torch.no_grad():
         threshold = _kth_largest_host_torch(detached, k, nonnegative=False)
         below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
         # A row's k-th largest <= 0 (fewer than k positives): its ReLU, x > 0. A NaN

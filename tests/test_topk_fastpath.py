@@ -427,3 +427,16 @@ def test_relu_topk_keeps_nans_and_drops_negatives(rng):
     y = to_numpy(ksops.relu_topk(ops.convert_to_tensor(x), 0.2))
     assert np.isnan(y[0, 3])
     assert not (y[~np.isnan(y)] < 0).any()
+
+
+@pytest.mark.parametrize("r", [0.5, 0.9])
+def test_relu_topk_with_fewer_positives_than_k_everywhere_is_relu_with_its_gradient(rng, r):
+    # Every row has at most 20 positives of 60 and k >= 30: the exit (plain ReLU) must keep
+    # ReLU's gradient, x > 0.
+    x = -np.abs(ref.tie_free(rng, (3, 60)))
+    for i in range(3):
+        x[i, rng.choice(60, 10 + 5 * i, replace=False)] *= -1.0
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r), x, w)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(grad, np.where(x > 0, w, 0))
