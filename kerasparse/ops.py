@@ -99,7 +99,9 @@ def _kth_largest_numpy_jax(rows, k, positives=None):
     callback's data are already in host memory; XLA's radix select makes 32 passes over
     each row where introselect makes about two (32 x 65,536 ReLU outputs, k = 20 %:
     docs/benchmarks.md). ``positives`` (as in :func:`_kth_largest_rows`) tells NumPy
-    whether the rows have no negative entry; -1: unknown, checked there."""
+    whether the rows have no negative entry; -1: unknown, checked there. A host callback
+    does not survive serialisation of the traced step (``model.export`` through jax2tf):
+    set :data:`NUMPY_CPU_SELECT` to False before tracing a model for export."""
     import jax
     import jax.numpy as jnp
 
