@@ -59,8 +59,11 @@ def _kth_largest_rows(rows, k, positives=None):
     - tensorflow in a graph (Keras' default on CPU): ``tf.math.top_k`` (:func:`_kth_largest_tf`),
       which takes a tensor ``k``; under XLA (Keras' default on GPU) ``k`` must be a
       compile-time constant there, so XLA-compiled steps use the radix select below.
-    - jax, XLA-compiled tensorflow and any other backend: :func:`_kth_largest_radix` in
-      keras.ops (``lax.top_k`` needs a static ``k``; a sort is 40x slower on CPU).
+    - jax on a CPU, calls of 65,536 values or more: NumPy's introselect through a host
+      callback (:func:`_kth_largest_numpy_jax`; CPU tensorflow graphs and eager torch on a
+      CPU also select with NumPy, :func:`kth_largest_numpy`).
+    - jax otherwise, XLA-compiled tensorflow and any other backend: :func:`_kth_largest_radix`
+      in keras.ops (``lax.top_k`` needs a static ``k``; a sort is 40x slower on CPU).
 
     Every path returns the exact k-th largest value (same tie policy), shape ``(rows, 1)``,
     in the dtype of ``rows``. ``positives``: optional positives per row (int), passed only
@@ -71,7 +74,48 @@ def _kth_largest_rows(rows, k, positives=None):
         return _kth_largest_torch(rows, k)
     if backend == "tensorflow" and not _in_xla_tf():
         return _kth_largest_tf(rows, k, positives)
+    if backend == "jax" and _jax_numpy_select(rows):
+        return _kth_largest_numpy_jax(rows, k, positives)
     return _kth_largest_radix(rows, k)
+
+
+# jax selects with NumPy (a host callback) when XLA runs on the CPU and a call selects at
+# least this many values; below it the radix select's 32 fused passes cost less than the
+# callback's fixed cost (measured: docs/benchmarks.md).
+_JAX_NUMPY_SELECT_MIN_SIZE = 2**16
+
+
+def _jax_numpy_select(rows):
+    import jax
+
+    return (NUMPY_CPU_SELECT and jax.default_backend() == "cpu"
+            and rows.dtype in ("float16", "float32", "float64")
+            and rows.shape[0] * rows.shape[-1] >= _JAX_NUMPY_SELECT_MIN_SIZE)
+
+
+def _kth_largest_numpy_jax(rows, k, positives=None):
+    """jax on a CPU: :func:`kth_largest_numpy` through ``jax.pure_callback``, inside the
+    compiled step (k stays a traced value: no retrace when it changes). On a CPU the
+    callback's data are already in host memory; XLA's radix select makes 32 passes over
+    each row where introselect makes about two (32 x 65,536 ReLU outputs, k = 20 %:
+    docs/benchmarks.md). ``positives`` (as in :func:`_kth_largest_rows`) tells NumPy
+    whether the rows have no negative entry; -1: unknown, checked there. A host callback
+    does not survive serialisation of the traced step (``model.export`` through jax2tf):
+    set :data:`NUMPY_CPU_SELECT` to False before tracing a model for export."""
+    import jax
+    import jax.numpy as jnp
+
+    n = rows.shape[-1]
+    nonnegative = -1 if positives is None else jnp.where(jnp.max(positives) <= n, 1, 0)
+
+    def host(rows, k, nonnegative):
+        flag = None if int(nonnegative) < 0 else bool(nonnegative)
+        return kth_largest_numpy(rows, k, flag)
+
+    return jax.pure_callback(
+        host, jax.ShapeDtypeStruct((rows.shape[0], 1), rows.dtype),
+        rows, k, jnp.asarray(nonnegative, "int32"), vmap_method="sequential",
+    )
 
 
 def _kth_largest_torch(rows, k):
@@ -203,10 +247,43 @@ def _global_topk_torch_host(x, rows, restore, k):
             if int(positives.max()) < k:
                 return x  # the k-th largest is 0 and nothing is negative: all kept
         threshold = _kth_largest_host_torch(detached, k, positives)
-    return restore(_MaskTorch.apply(rows, threshold))
+        # Each row's threshold as the float just below it, on the host: x >= t exactly
+        # where x > below. A row whose k-th largest is -inf keeps -inf entries, which
+        # torch.threshold cannot express (it drops x == below): the generic mask then.
+        below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
+        below = below.squeeze(-1).tolist()
+    if float("-inf") in below:
+        return restore(_MaskTorch.apply(rows, threshold))
+    return restore(_RowThresholdTorch.apply(rows, below))
 
 
-def _kth_largest_host_torch(rows, k, positives=None):
+def _relu_topk_torch_host(x, rows, restore, k):
+    """Eager torch on a CPU: :func:`relu_topk` fused. ReLU is monotone, so the k-th largest
+    of relu(row) is relu(the k-th largest of row): it is selected on the row itself (whose
+    negatives leave introselect no block of zeros to slow on), and one ``torch.threshold``
+    per row at max(just below it, 0) applies ReLU and the top-k mask in one pass forward
+    and one backward (:class:`_RowThresholdTorch`). Fewer than k positives in every row:
+    plain ReLU. Values and gradients equal ``global_topk(relu(x))``'s (tested)."""
+    import torch
+
+    k = int(k)
+    if k >= rows.shape[-1]:
+        return torch.relu(x)
+    with torch.no_grad():
+        detached = rows.detach()
+        positives = torch.relu(detached).sign_().sum(-1, dtype=torch.float32)
+    if int(positives.max()) < k:
+        return torch.relu(x)  # (outside no_grad: its gradient is the site's)
+    with torch.no_grad():
+        threshold = _kth_largest_host_torch(detached, k, nonnegative=False)
+        below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
+        # A row's k-th largest <= 0 (fewer than k positives): its ReLU, x > 0. A NaN
+        # threshold (NaN inputs) likewise, so that negatives stay dropped.
+        below = below.clamp_min(0).nan_to_num_(nan=0.0).squeeze(-1).tolist()
+    return restore(_RowThresholdTorch.apply(rows, below))
+
+
+def _kth_largest_host_torch(rows, k, positives=None, nonnegative=None):
     """The k-th largest of each row with the cheapest ``torch.topk`` for a Python-int k.
 
     ``torch.topk``'s cost grows with the number it selects, so it selects the fewer of the
@@ -215,6 +292,8 @@ def _kth_largest_host_torch(rows, k, positives=None):
     the k-th largest of a row with p >= k is its (p-k+1)-th smallest positive, and 0 when
     p < k). After ReLU p is often close to k, so m is small (32 x 65,536 ReLU outputs,
     k = D/2: m ~ 200, 5 ms instead of 19 ms for the smaller side, single thread).
+    ``nonnegative``: whether no entry is negative, if known (else: known when ``positives``
+    is given; NumPy checks otherwise).
     """
     import torch
 
@@ -228,7 +307,9 @@ def _kth_largest_host_torch(rows, k, positives=None):
             return _kth_largest_among_positives_torch(rows, k, positives, m)
     if NUMPY_CPU_SELECT and rows.dtype in _NUMPY_SELECT_DTYPES:
         # The CPU tensor's own memory handed to NumPy (no copy): see kth_largest_numpy.
-        return torch.from_numpy(kth_largest_numpy(rows.numpy(), k))
+        if nonnegative is None and positives is not None:
+            nonnegative = True
+        return torch.from_numpy(kth_largest_numpy(rows.numpy(), k, nonnegative))
     if k == fewest:
         return torch.topk(rows, k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
     values = torch.topk(rows, n - k + 1, dim=-1, largest=False, sorted=False).values
@@ -241,7 +322,7 @@ def _kth_largest_host_torch(rows, k, positives=None):
 NUMPY_CPU_SELECT = True
 
 
-def kth_largest_numpy(rows, k):
+def kth_largest_numpy(rows, k, nonnegative=None):
     """The k-th largest of each row of a 2-D NumPy array, shape ``(rows, 1)`` (``k`` an
     int or 0-d array, clipped to [1, D]; rows of length 0 give 0).
 
@@ -250,8 +331,12 @@ def kth_largest_numpy(rows, k):
     backend's own CPU selection is as cheap for a mid-size k (the keep ratios where the
     controllers spend most epochs): ``torch.topk`` / ``kthvalue`` and ``tf.math.top_k``
     all carry indices, and cost 2-3x more for 32 x 65,536 post-ReLU values at k = 20 % or
-    5 % (single thread: np.partition 11-16 ms, torch.topk 22-50 ms, tf top_k 100-190 ms;
-    docs/benchmarks.md). Exact: a selection of values, ties and +-inf included.
+    5 % (docs/benchmarks.md). Exact: a selection of values, ties and +-inf included.
+
+    Rows with no negative entry (``nonnegative``: True / False if the caller knows, else
+    checked here) take :func:`_distinct_zeros` first: introselect slows down on a block of
+    equal values, and after ReLU half of a row is zeros (32 x 65,536 values, k = 20 %:
+    21.8 ms as they are, 4.1 ms once the zeros are distinct, plus 2.9 ms for the pass).
     """
     import numpy as np
 
@@ -260,7 +345,32 @@ def kth_largest_numpy(rows, k):
     if n == 0:
         return np.zeros((rows.shape[0], 1), rows.dtype)
     j = n - min(max(int(k), 1), n)  # the k-th largest is the j-th smallest (0-based)
-    return np.partition(rows, j, axis=-1)[:, j : j + 1]
+    if nonnegative is None:
+        nonnegative = bool(rows.min() >= 0)  # False for NaN
+    if not nonnegative or rows.dtype.kind != "f":
+        return np.partition(rows, j, axis=-1)[:, j : j + 1]
+    kth = np.partition(_distinct_zeros(rows), j, axis=-1)[:, j : j + 1]
+    # A negative k-th largest means fewer than k positives: the row's k-th largest is 0.
+    return np.maximum(kth, 0).astype(rows.dtype)
+
+
+_NEGATIVE_RAMPS = {}
+
+
+def _distinct_zeros(rows):
+    """``rows`` (no negative entry) with its zeros (+0.0 and -0.0) replaced by the distinct
+    negatives -1, -2, ..., -n by position: every positive and the order of the positives
+    unchanged, no ties among the rest. Arithmetic (``x + (x == 0) * ramp``, one vectorised
+    pass) rather than ``np.where``, which took 4x longer here. In float32, or float64 for
+    float64 rows (a float16 ramp would round -2049 and beyond into ties again)."""
+    import numpy as np
+
+    n = rows.shape[-1]
+    dtype = np.float64 if rows.dtype == np.float64 else np.float32
+    ramp = _NEGATIVE_RAMPS.get((n, dtype))
+    if ramp is None:
+        ramp = _NEGATIVE_RAMPS[(n, dtype)] = -np.arange(1, n + 1, dtype=dtype)
+    return rows.astype(dtype, copy=False) + (rows == 0) * ramp
 
 
 def _count_positives_torch(rows):
@@ -335,6 +445,36 @@ if keras.backend.backend() == "torch":
             return grad * mask, None
 
 
+    class _RowThresholdTorch(_torch.autograd.Function):
+        """y = rows where rows > below[i] in row i, else 0; dy/drows = the same mask: the
+        mask of the torch host path (CPU, ``below`` Python floats: each row's threshold
+        just below its k-th largest), one ``torch.threshold`` per row. Written as a
+        Function because its forward and backward are then one vectorised pass each
+        (the kernels of ReLU, ``threshold`` and ``threshold_backward``, with a per-row
+        scalar), where the float passes of :class:`_MaskTorch` that take a threshold
+        tensor are six and one (32 x 65,536 values, forward and backward: 4.1 ms against
+        6.4 ms; ReLU's 2.7 ms). NaN inputs propagate (``threshold`` keeps them)."""
+
+        @staticmethod
+        def forward(ctx, rows, below):
+            y = _torch.empty_like(rows)
+            for i, b in enumerate(below):
+                _torch.threshold(rows[i], b, 0.0, out=y[i])
+            ctx.save_for_backward(rows)
+            ctx.below = below
+            return y
+
+        @staticmethod
+        def backward(ctx, grad):
+            (rows,) = ctx.saved_tensors
+            grad_rows = _torch.empty_like(rows)
+            for i, b in enumerate(ctx.below):
+                _torch.ops.aten.threshold_backward.grad_input(
+                    grad[i], rows[i], b, grad_input=grad_rows[i]
+                )
+            return grad_rows, None
+
+
 def _memory_order_rows_torch(x):
     """Global mode on torch, for a channels_last-strided 4-D tensor (what oneDNN convolutions
     often return): one row per sample in memory order, as a view, with a ``restore`` that
@@ -397,7 +537,9 @@ def _kth_largest_tf(rows, k, positives=None):
     def smaller_side():
         if NUMPY_CPU_SELECT and not tf.config.list_logical_devices("GPU"):
             # On a CPU NumPy selects 2-3x faster than top_k (kth_largest_numpy).
-            kth = tf.numpy_function(kth_largest_numpy, [x, k], x.dtype, stateful=False)
+            nonnegative = tf.reduce_max(positives) <= n  # n + 1 marks "unknown"
+            kth = tf.numpy_function(kth_largest_numpy, [x, k, nonnegative], x.dtype,
+                                    stateful=False)
             return tf.ensure_shape(kth, [x.shape[0], 1])
         take_smallest = 2 * k > n + 1
         count = tf.where(take_smallest, n - k + 1, k)
@@ -558,12 +700,29 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
             # Positives are only meaningful without negatives; size + 1 marks "unknown".
             known = ops.where(nonnegative, positives, size + 1)
             threshold = kth_largest(rows, k, known)
-            return restore(ops.where(rows >= threshold, rows, ops.zeros_like(rows)))
+            # "not below" rather than ">=": a NaN entry is kept, so a diverging run shows.
+            return restore(ops.where(rows < threshold, ops.zeros_like(rows), rows))
 
         return ops.cond(few, lambda: x, select)
 
     # Nested so that r == 1 costs no pass over the data at all.
     return ops.cond(k >= size, lambda: x, unless_few_nonzeros)
+
+
+def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
+    """``global_topk(relu(x), keep_ratio, mode, channel_axis)``: Wang 2026's sparse site
+    (ReLU, then top-k), the same values, tie policy and gradients.
+
+    Eager torch on a CPU computes it fused (:func:`_relu_topk_torch_host`: no separate
+    ReLU pass forward or backward, and the selection on the pre-activations); every other
+    path runs the two in turn (XLA fuses their elementwise parts).
+    """
+    if keras.backend.backend() == "torch":
+        layout = _memory_order_rows_torch(x) if mode == "global" else None
+        rows, restore = layout or _to_rows(x, mode, channel_axis)
+        if rows.numel() and rows.device.type != "meta" and _torch_host_exits(rows):
+            return _relu_topk_torch_host(x, rows, restore, keep_count(keep_ratio, _length(rows)))
+    return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
 
 
 def rms_norm(x, scale, bias, axis=-1, epsilon=1e-10):

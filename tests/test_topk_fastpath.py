@@ -23,6 +23,7 @@ RATIOS = [1.0, 0.5, 0.1, 1e-6]
 _PATHS = {
     "torch": ["host_exits", "host_exits_topk", "sync_free"],
     "tensorflow": ["numpy_select", "top_k"],
+    "jax": ["numpy_select_any_size"],
 }
 
 
@@ -31,12 +32,18 @@ def torch_path(request, monkeypatch):
     """torch has two paths for global_topk: eager CPU tensors decide the exits on the host
     (``ksops.TORCH_CPU_HOST_EXITS``), accelerators and torch.compile never read the host.
     On a CPU torch's host path and TensorFlow graphs select with NumPy
-    (``ksops.NUMPY_CPU_SELECT``), a GPU with the backend's own top-k. Every test here runs
-    on each path (the GPU ones here on CPU tensors)."""
+    (``ksops.NUMPY_CPU_SELECT``), a GPU with the backend's own top-k; jax on a CPU with
+    NumPy through a host callback for large calls. Every test here runs on each path (the
+    GPU ones here on CPU tensors)."""
     if request.param == "sync_free":
         monkeypatch.setattr(ksops, "TORCH_CPU_HOST_EXITS", False)
     if request.param in ("host_exits_topk", "top_k"):
         monkeypatch.setattr(ksops, "NUMPY_CPU_SELECT", False)
+    if request.param == "numpy_select_any_size":
+        # jax on a CPU selects with NumPy only from 65,536 values per call (the radix
+        # select below that): here at every size, so that path meets every case below
+        # (the radix select has its own test, and the other test files run it).
+        monkeypatch.setattr(ksops, "_JAX_NUMPY_SELECT_MIN_SIZE", 0)
     return request.param
 
 
@@ -347,3 +354,89 @@ def test_kth_largest_numpy_matches_a_full_sort(rng):
         np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 500), rows.min(-1, keepdims=True))
         np.testing.assert_array_equal(ksops.kth_largest_numpy(rows, 0), rows.max(-1, keepdims=True))
     assert ksops.kth_largest_numpy(np.zeros((3, 0), np.float32), 1).shape == (3, 1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_kth_largest_numpy_on_rows_without_negatives(rng, dtype):
+    # Rows with no negative entry (ReLU / CReLU outputs) are selected with their zeros made
+    # distinct first (kerasparse.ops._distinct_zeros): half zeros, -0.0 among them, an
+    # all-zero row, +inf, ties at a clip value; k on both sides of the positives' count.
+    # Against a full sort, with the caller's flag and with the check left to the function.
+    d = 101
+    rows = np.maximum(ref.tie_free(rng, (5, d)), 0.0).astype(dtype)
+    rows[1, ::3] = -0.0
+    rows[2] = 0.0
+    rows[3, :4] = [np.inf, np.inf, 0.0, -0.0]
+    rows[4] = np.minimum(rows[4], np.quantile(rows[4][rows[4] > 0], 0.5))  # ties at a clip
+    positives = int((rows > 0).sum(-1).max())
+    for k in (1, 2, 17, positives - 1, positives, positives + 1, d - 1, d):
+        want = np_kth_largest(rows, k).astype(dtype)
+        for flag in (None, True):
+            got = ksops.kth_largest_numpy(rows, k, flag)
+            assert got.dtype == rows.dtype and got.shape == (5, 1)
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k} nonnegative={flag}")
+
+
+def _relu_topk_reference(x, r):
+    """Global mode: relu(x), then the entries >= its k-th largest (ties kept), by a full
+    sort; the gradient mask is that selection and x > 0 (ReLU's derivative, 0 at 0)."""
+    a = np.maximum(x, 0).reshape(x.shape[0], -1)
+    k = ksops.keep_count(r, a.shape[1])
+    kth = np_kth_largest(a, int(k)).astype(x.dtype)
+    keep = (a >= kth) & (a > 0)
+    return np.where(keep, a, 0).reshape(x.shape), keep.reshape(x.shape)
+
+
+@pytest.mark.parametrize("r", RATIOS + [0.3])
+def test_relu_topk_matches_a_sort_of_relu(rng, r):
+    # The sparse site's op (ReLU then top-k; fused on torch's CPU path): values and
+    # gradients against a full NumPy sort of relu(x). Signed input with exact zeros, ties
+    # (also at the k-th largest), +-inf, a row with fewer positives than k, a row of
+    # negatives.
+    x = ref.tie_free(rng, (4, 5, 4, 6))
+    x[0, :2] = 0.0
+    x[1, 0, 0, :3] = [np.inf, -np.inf, -0.0]
+    x[1, 1] = x[1, 2] = np.abs(x[1, 3])  # ties among the positives
+    x[2] = -np.abs(x[2])
+    x[2, 0, 0, 0] = 0.5
+    x[3] = np.abs(x[3])
+    w = rng.normal(size=x.shape).astype(np.float32)
+    want, keep = _relu_topk_reference(x, r)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r), x, w)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(grad, np.where(keep, w, 0))
+
+
+@pytest.mark.parametrize("mode, axis", [("global", -1), ("channel", -1), ("channel", 1), ("spatial", 1)])
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.1])
+def test_relu_topk_equals_global_topk_of_relu_in_every_mode(rng, mode, axis, r):
+    x = ref.tie_free(rng, (3, 6, 5, 8))
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r, mode, axis), x, w)
+    y0, grad0 = grad_of_weighted_sum(lambda t: ksops.global_topk(ops.relu(t), r, mode, axis), x, w)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(grad, grad0)
+    np.testing.assert_array_equal(y, ref.topk(np.maximum(x, 0), r, mode, axis))
+
+
+def test_relu_topk_keeps_nans_and_drops_negatives(rng):
+    # A diverging run must not be hidden: NaN pre-activations stay NaN; the row's negatives
+    # are still dropped.
+    x = ref.tie_free(rng, (2, 50))
+    x[0, 3] = np.nan
+    y = to_numpy(ksops.relu_topk(ops.convert_to_tensor(x), 0.2))
+    assert np.isnan(y[0, 3])
+    assert not (y[~np.isnan(y)] < 0).any()
+
+
+@pytest.mark.parametrize("r", [0.5, 0.9])
+def test_relu_topk_with_fewer_positives_than_k_everywhere_is_relu_with_its_gradient(rng, r):
+    # Every row has at most 20 positives of 60 and k >= 30: the exit (plain ReLU) must keep
+    # ReLU's gradient, x > 0.
+    x = -np.abs(ref.tie_free(rng, (3, 60)))
+    for i in range(3):
+        x[i, rng.choice(60, 10 + 5 * i, replace=False)] *= -1.0
+    w = rng.normal(size=x.shape).astype(np.float32)
+    y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r), x, w)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(grad, np.where(x > 0, w, 0))

@@ -1,6 +1,7 @@
 import keras
 
 from kerasparse import activations
+from kerasparse import ops as ksops
 from kerasparse.layers.global_top_k import GlobalTopK
 
 
@@ -60,6 +61,10 @@ class SparseActivation(GlobalTopK):
                 self.activation.build(input_shape)
 
     def call(self, inputs):
+        if self._activation_fn is keras.activations.relu:
+            # The paper's site: one op, fused where a backend path allows (ops.relu_topk).
+            inputs = keras.ops.cast(inputs, self.compute_dtype)
+            return ksops.relu_topk(inputs, self.keep_ratio, self.mode, self.axis)
         # Cast as Keras wrappers do: a callable may compute in another dtype.
         activated = keras.ops.cast(self._activation_fn(inputs), self.compute_dtype)
         return super().call(activated)
