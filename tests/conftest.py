@@ -52,3 +52,19 @@ def h5_arrays(path):
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def trainable_count(make):
+    """The trainable parameter count of the model ``make()`` builds, read from the shapes of
+    the trainable variables Keras creates, without running their initializers:
+    keras.StatelessScope(initialize_variables=False) creates every variable with its shape and
+    defers its initializer, which is then never run. A count does not depend on the values,
+    and initializing a full-size model is what makes building one slow (on JAX a random-normal
+    program is compiled for every distinct weight shape). The model must not be used after
+    this (its variables hold no values); the Keras session is cleared."""
+    with keras.StatelessScope(initialize_variables=False):
+        model = make()
+        count = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    del model
+    keras.backend.clear_session()  # also drops the list of never-initialized variables
+    return count
