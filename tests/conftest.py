@@ -1,6 +1,7 @@
 """Shared test set-up. The backend is chosen by KERAS_BACKEND (dev.sh runs one process each)."""
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -52,3 +53,28 @@ def h5_arrays(path):
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+@contextlib.contextmanager
+def weights_not_initialized():
+    """Variables created inside get their shapes but never their values:
+    keras.StatelessScope(initialize_variables=False) defers each initializer, which is then
+    never run. For tests about a model's structure (parameter counts, layers, shapes) of
+    full-size models: initializing one is what makes building it slow (on JAX a random-normal
+    program is compiled for every distinct weight shape). Nothing built inside may be called
+    or read after the block; the Keras session is cleared at its end (which also drops the
+    list of never-initialized variables)."""
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        keras.backend.clear_session()
+
+
+def trainable_count(make):
+    """The trainable parameter count of the model ``make()`` builds: the sizes of the
+    trainable variables Keras creates (see weights_not_initialized; a count does not depend
+    on the values)."""
+    with weights_not_initialized():
+        model = make()
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -40,6 +40,18 @@ def _all(ds):
 # --- embedded ---------------------------------------------------------------------------
 
 
+def test_embedded_images_do_not_depend_on_the_chunk_size(monkeypatch):
+    """The embedded images are generated a chunk of images at a time (small temporaries);
+    whole-split generation (one chunk) gives the same bytes, across chunk boundaries and for
+    a partial last chunk."""
+    chunked = embedded.generate(601, 7)
+    assert embedded._CHUNK < 601
+    monkeypatch.setattr(embedded, "_CHUNK", 10**6)
+    whole = embedded.generate(601, 7)
+    assert np.array_equal(chunked[0], whole[0]) and np.array_equal(chunked[1], whole[1])
+    assert chunked[0].dtype == np.uint8 and chunked[0].shape == (601, 32, 32, 3)
+
+
 def test_embedded_is_fixed_balanced_and_needs_a_nonlinear_model():
     (x, y), (xt, yt) = embedded.load_arrays()
     (x2, y2), _ = embedded.load_arrays()

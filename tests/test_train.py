@@ -228,7 +228,7 @@ def test_resume_with_more_epochs_extends_a_finished_run(reference_run, tmp_path)
 
     out = tmp_path / "extended"
     shutil.copytree(reference_run, out)
-    train("--resume", str(out), "--epochs", "5")
+    train_here("--resume", str(out), "--epochs", "5")
     a, b = history(reference_run), history(out)
     assert len(b) == 5 and b[:4] == a
     # Epoch 5 starts at step 4 x 3 of a 5 x 3-step cosine decay from lr 0.05.
