@@ -86,9 +86,13 @@ _JAX_NUMPY_SELECT_MIN_SIZE = 2**16
 
 
 def _jax_numpy_select(rows):
+    """Whether jax selects with NumPy here: on a CPU, with one device only (with several,
+    data-parallel steps deadlocked: a device's all-reduce inside the site's ``cond``
+    waited for the other device's thread, held by the callback), for float rows of at
+    least ``_JAX_NUMPY_SELECT_MIN_SIZE`` values."""
     import jax
 
-    return (NUMPY_CPU_SELECT and jax.default_backend() == "cpu"
+    return (NUMPY_CPU_SELECT and jax.default_backend() == "cpu" and jax.device_count() == 1
             and rows.dtype in ("float16", "float32", "float64")
             and rows.shape[0] * rows.shape[-1] >= _JAX_NUMPY_SELECT_MIN_SIZE)
 
