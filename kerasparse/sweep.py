@@ -603,6 +603,15 @@ def _run_cell(cell, spec, control):
             "command": [os.path.basename(sys.executable), *args], "log": log_path}
 
 
+def _interrupt_marker(cell):
+    """The file by which the driver asks a cell running on Ray to stop (RayExecutor.interrupt).
+    A side channel beside ``ray.cancel``, whose KeyboardInterrupt in the worker is best effort:
+    in three full test runs a cancelled cell ran all its epochs, repeated cancels included.
+    The sweep directory is shared by driver and workers already (cells write their results
+    there), so a file reaches the worker wherever it runs."""
+    return os.path.join(os.path.dirname(cell.path), LOGS, cell.name + ".interrupt")
+
+
 def _wait(proc, cell, worker_fault):
     interrupted = False
     while True:
@@ -611,6 +620,9 @@ def _wait(proc, cell, worker_fault):
         except subprocess.TimeoutExpired:
             if worker_fault and os.path.isfile(os.path.join(cell.path, "config.json")):
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: this worker dies mid-cell
+            if not interrupted and os.path.exists(_interrupt_marker(cell)):
+                interrupted = True  # the driver's stop request (RayExecutor.interrupt)
+                proc.send_signal(signal.SIGINT)
         except KeyboardInterrupt:  # ray.cancel of this task (RayExecutor.interrupt)
             # One SIGINT: train stops after this batch, resumable. The driver repeats its
             # cancellation until the task ends (a cancel can be lost), so later ones are the
@@ -618,6 +630,13 @@ def _wait(proc, cell, worker_fault):
             if not interrupted:
                 interrupted = True
                 proc.send_signal(signal.SIGINT)
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
@@ -824,6 +843,7 @@ class RayExecutor:
         self.refs = {}
         self.remote = None
         self.interrupted_at = None  # time of the last cancellation (interrupt)
+        self.markers = set()  # the stop requests written (_interrupt_marker), removed on close
 
     def start(self):
         import ray
@@ -882,6 +902,8 @@ class RayExecutor:
         return bool(self.refs)
 
     def submit(self, job, spec):
+        for cell in job.cells:  # a stop request left by an earlier, interrupted run
+            _remove_quietly(_interrupt_marker(cell))
         env = {}
         if self.gpus == 0:
             env.update(thread_env(max(1, math.ceil(self.cpus)), self.backend))
@@ -923,6 +945,16 @@ class RayExecutor:
 
         for ref in list(self.refs):
             ray.cancel(ref)  # queued: dropped; running: KeyboardInterrupt -> SIGINT to train
+        # And the stop request by file, which the worker polls (_wait): cancellation alone
+        # was lost in full test runs.
+        for job, _ in self.refs.values():
+            for cell in job.cells:
+                marker = _interrupt_marker(cell)
+                if marker not in self.markers:
+                    os.makedirs(os.path.dirname(marker), exist_ok=True)
+                    with open(marker, "w") as f:
+                        f.write("interrupted by the sweep's driver\n")
+                    self.markers.add(marker)
         self.interrupted_at = time.monotonic()
 
     def kill(self):
@@ -932,6 +964,9 @@ class RayExecutor:
             ray.cancel(ref, force=True)
 
     def close(self):
+        for marker in self.markers:
+            _remove_quietly(marker)
+        self.markers.clear()
         if self.owned:
             import ray
 
