@@ -624,9 +624,9 @@ def _wait(proc, cell, worker_fault):
                 interrupted = True  # the driver's stop request (RayExecutor.interrupt)
                 proc.send_signal(signal.SIGINT)
         except KeyboardInterrupt:  # ray.cancel of this task (RayExecutor.interrupt)
-            # One SIGINT: train stops after this batch, resumable. The driver repeats its
-            # cancellation until the task ends (a cancel can be lost), so later ones are the
-            # same request, not a second Ctrl-C (that one is a forced cancel: the worker dies).
+            # One SIGINT: train stops after this batch, resumable. The stop file (above)
+            # carries the same request, so either channel sends it once; a second Ctrl-C
+            # is a forced cancel (the worker dies).
             if not interrupted:
                 interrupted = True
                 proc.send_signal(signal.SIGINT)
@@ -830,8 +830,6 @@ class RayExecutor:
 
     name = "ray"
 
-    RETRY_CANCEL_S = 3.0  # seconds between repeated cancellations after Ctrl-C
-
     def __init__(self, backend, workers=None, cpus_per_cell=None, gpus_per_cell=None,
                  address=None):
         self.backend = backend
@@ -842,7 +840,6 @@ class RayExecutor:
         self.owned = False
         self.refs = {}
         self.remote = None
-        self.interrupted_at = None  # time of the last cancellation (interrupt)
         self.markers = set()  # the stop requests written (_interrupt_marker), removed on close
 
     def start(self):
@@ -924,12 +921,6 @@ class RayExecutor:
 
         if not self.refs:
             return []
-        if (self.interrupted_at is not None
-                and time.monotonic() - self.interrupted_at >= self.RETRY_CANCEL_S):
-            # Ray's non-forced cancel is best effort (in the suite a cell once ran its 500
-            # epochs to the end after one): cancel again until the tasks end; the worker
-            # takes a repeated cancellation as the same request (_wait).
-            self.interrupt()
         ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
         finished = []
         for ref in ready:
@@ -955,7 +946,6 @@ class RayExecutor:
                     with open(marker, "w") as f:
                         f.write("interrupted by the sweep's driver\n")
                     self.markers.add(marker)
-        self.interrupted_at = time.monotonic()
 
     def kill(self):
         import ray
