@@ -377,6 +377,104 @@ def test_kth_largest_numpy_on_rows_without_negatives(rng, dtype):
             np.testing.assert_array_equal(got, want, err_msg=f"k={k} nonnegative={flag}")
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_kth_largest_numpy_split_between_threads_matches_a_full_sort(rng, monkeypatch, threads):
+    # Large calls are split by rows between threads (kerasparse.ops._row_chunks); the
+    # minimum block size is lowered so that these small rows are split too: 7 rows between
+    # 2, 3 and 7 threads (uneven blocks), signed and non-negative rows, every k kind.
+    monkeypatch.setattr(ksops, "_THREAD_MIN_VALUES", 1)
+    d = 64
+    signed = ref.tie_free(rng, (7, d)).astype(np.float32)
+    relu = np.maximum(signed, 0.0)
+    relu[3] = 0.0
+    assert len(ksops._row_chunks(signed, threads)) == threads
+    for rows in (signed, relu):
+        for k in (1, 5, 32, 40, d):
+            want = np_kth_largest(rows, k).astype(np.float32)
+            got = ksops.kth_largest_numpy(rows, k, threads=threads)
+            assert got.shape == (7, 1) and got.dtype == np.float32
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k}")
+
+
+def test_kth_largest_numpy_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ksops.select_threads() == 1
+    least = ksops._THREAD_MIN_VALUES
+    rows = np.zeros((8, least), np.float32)
+    assert len(ksops._row_chunks(rows)) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert [len(c) for c in ksops._row_chunks(rows)] == [2, 2, 2, 2]
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert 1 <= ksops.select_threads() <= 8
+    # Never a block under _THREAD_MIN_VALUES values.
+    assert len(ksops._row_chunks(np.zeros((2, least), np.float32), 8)) == 2
+    assert len(ksops._row_chunks(np.zeros((8, least // 8), np.float32), 8)) == 1
+    assert len(ksops._row_chunks(np.zeros((8, least // 4), np.float32), 8)) == 2
+
+
+def _hard_rows(rng, d, dtype):
+    """Rows that test a selection: signed, ReLU-like (zeros, -0.0, denormals), ties at a
+    clip value, +-inf, NaNs, all zeros, one constant value."""
+    signed = ref.tie_free(rng, (10, d))
+    rows = np.concatenate([signed[:3], np.maximum(signed[3:], 0.0)]).astype(dtype)
+    rows[1, ::7] = np.inf
+    rows[1, 3::11] = -np.inf
+    rows[2, ::5] = np.nan
+    rows[4, ::3] = -0.0
+    rows[4, 1::97] = np.finfo(dtype).smallest_subnormal
+    rows[5] = 0.0
+    rows[6] = np.minimum(rows[6], np.quantile(rows[6][rows[6] > 0], 0.3))  # ties at a clip
+    rows[7] = 1.5
+    rows[8, : d // 2] = 0.0
+    return rows
+
+
+def _np_kth_smallest(rows, j):
+    return np.sort(rows, axis=-1)[:, j : j + 1]  # NaNs last, as np.partition orders them
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_sampled_selection_matches_a_full_sort(rng, dtype):
+    # Long rows are selected through a sample (kerasparse.ops._kth_smallest_sampled): a
+    # bracket from a sorted sample, counts, introselect on the entries between. Every kind
+    # of row, k from 1 to D, against a full sort; at the real sizes (D = 2**14, sample 2,048).
+    d = ksops._SAMPLED_SELECT_MIN_LENGTH
+    rows = _hard_rows(rng, d, dtype)
+    for k in (1, 2, 50, d // 20, d // 5, d // 2, d - 3, d):
+        j = d - k
+        want = _np_kth_smallest(rows, j)
+        nonneg = np.nan_to_num(rows, nan=-1.0).min(-1) >= 0
+        for part, flag in ((rows[~nonneg], False), (rows[nonneg], True)):
+            got = ksops._kth_smallest_sampled(part, j, flag, lambda r: _np_kth_smallest(r, j))
+            np.testing.assert_array_equal(got, want[nonneg == flag], err_msg=f"k={k} {flag}")
+        # Through the public function (its own non-negative check, its own fallback).
+        got = ksops.kth_largest_numpy(rows[3:], k)
+        np.testing.assert_array_equal(got, np.maximum(want[3:], 0), err_msg=f"k={k}")
+
+
+def test_sampled_selection_falls_back_where_the_sample_misleads(rng, monkeypatch):
+    # The sampled positions hold the row's smallest values (for a small j) or its largest
+    # (for a large j), so every bracket misses: each row must go to the whole-row
+    # selection, and the result stay exact.
+    monkeypatch.setattr(ksops, "_SAMPLE_SIZE", 64)
+    d = 1024
+    index = np.sort(np.random.default_rng(0).choice(d, 64, replace=False))
+    ksops._SAMPLE_INDEX.pop((d, 64), None)
+    calls = []
+    for j, sign in ((100, -1), (512, 1), (900, 1)):
+        rows = ref.tie_free(rng, (4, d)).astype(np.float32)
+        rows[:, index] = sign * (1000.0 + np.arange(64, dtype=np.float32))
+        calls.clear()
+
+        def whole_rows(part):
+            calls.append(len(part))
+            return _np_kth_smallest(part, j)
+
+        got = ksops._kth_smallest_sampled(rows, j, False, whole_rows)
+        np.testing.assert_array_equal(got, _np_kth_smallest(rows, j))
+        assert calls == [4], f"j={j}: every row should have missed its bracket"
+
+
 def _relu_topk_reference(x, r):
     """Global mode: relu(x), then the entries >= its k-th largest (ties kept), by a full
     sort; the gradient mask is that selection and x > 0 (ReLU's derivative, 0 at 0)."""
