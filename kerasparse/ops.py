@@ -256,11 +256,18 @@ def _global_topk_torch_host(x, rows, restore, k):
         # Each row's threshold as the float just below it, on the host: x >= t exactly
         # where x > below. A row whose k-th largest is -inf keeps -inf entries, which
         # torch.threshold cannot express (it drops x == below): the generic mask then.
-        below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
-        below = below.squeeze(-1).tolist()
+        below = _just_below(threshold).squeeze(-1).tolist()
     if float("-inf") in below:
         return restore(_MaskTorch.apply(rows, threshold))
     return restore(_RowThresholdTorch.apply(rows, below))
+
+
+def _just_below(threshold):
+    """The float just below each threshold (torch): ``x >= t`` exactly where ``x > below``,
+    the form ``torch.threshold`` takes."""
+    import torch
+
+    return torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
 
 
 def _relu_topk_torch_host(x, rows, restore, k):
@@ -282,7 +289,7 @@ def _relu_topk_torch_host(x, rows, restore, k):
         return torch.relu(x)  # (outside no_grad: its gradient is the site's)
     with torch.no_grad():
         threshold = _kth_largest_host_torch(detached, k, nonnegative=False)
-        below = torch.nextafter(threshold, torch.full_like(threshold, float("-inf")))
+        below = _just_below(threshold)
         # A row's k-th largest <= 0 (fewer than k positives): its ReLU, x > 0. A NaN
         # threshold (NaN inputs) likewise, so that negatives stay dropped.
         below = below.clamp_min(0).nan_to_num_(nan=0.0).squeeze(-1).tolist()
