@@ -340,17 +340,21 @@ def kth_largest_numpy(rows, k, nonnegative=None, threads=None):
     """The k-th largest of each row of a 2-D NumPy array, shape ``(rows, 1)`` (``k`` an
     int or 0-d array, clipped to [1, D]; rows of length 0 give 0).
 
-    NumPy's introselect (``np.partition``), used on CPUs by eager torch and by
-    TensorFlow graphs (through ``tf.numpy_function``). Written around NumPy because no
+    Used on CPUs by eager torch, TensorFlow graphs (through ``tf.numpy_function``) and
+    jax (a host callback). Float rows of ``_SAMPLED_SELECT_MIN_LENGTH`` values or more are
+    selected through a sample's bracket (:func:`_kth_smallest_sampled`, about 2x faster);
+    shorter rows, other dtypes and missed brackets by NumPy's introselect
+    (``np.partition``) over whole rows. Written around NumPy because no
     backend's own CPU selection is as cheap for a mid-size k (the keep ratios where the
     controllers spend most epochs): ``torch.topk`` / ``kthvalue`` and ``tf.math.top_k``
     all carry indices, and cost 2-3x more for 32 x 65,536 post-ReLU values at k = 20 % or
     5 % (docs/benchmarks.md). Exact: a selection of values, ties and +-inf included.
 
-    Rows with no negative entry (``nonnegative``: True / False if the caller knows, else
-    checked here) take :func:`_distinct_zeros` first: introselect slows down on a block of
-    equal values, and after ReLU half of a row is zeros (32 x 65,536 values, k = 20 %:
-    21.8 ms as they are, 4.1 ms once the zeros are distinct, plus 2.9 ms for the pass).
+    For introselect, rows with no negative entry (``nonnegative``: True / False if the
+    caller knows, else checked here) take :func:`_distinct_zeros` first: introselect slows
+    down on a block of equal values, and after ReLU half of a row is zeros (32 x 65,536
+    values, k = 20 %: 21.8 ms as they are, 4.1 ms once the zeros are distinct, plus 2.9 ms
+    for the pass).
 
     Large calls are split by rows between ``threads`` threads (default
     :func:`select_threads`): the backend's own threads wait for the selection meanwhile.
@@ -397,8 +401,11 @@ def select_threads():
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return max(1, min(len(cpus), 8))
+    if hasattr(os, "sched_getaffinity"):
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
 
 
 def _row_chunks(rows, threads=None):
