@@ -336,9 +336,11 @@ def _kth_largest_host_torch(rows, k, positives=None, nonnegative=None):
 NUMPY_CPU_SELECT = True
 
 
-def kth_largest_numpy(rows, k, nonnegative=None, threads=None):
+def kth_largest_numpy(rows, k, nonnegative=None, threads=None, relu=False):
     """The k-th largest of each row of a 2-D NumPy array, shape ``(rows, 1)`` (``k`` an
-    int or 0-d array, clipped to [1, D]; rows of length 0 give 0).
+    int or 0-d array, clipped to [1, D]; rows of length 0 give 0). With ``relu``: the
+    k-th largest of ``max(rows, 0)`` (0 where a row has fewer than k positives; a NaN
+    entry counts as the largest, as in ``np.partition``), selected on ``rows`` as they are.
 
     Used on CPUs by eager torch, TensorFlow graphs (through ``tf.numpy_function``) and
     jax (a host callback). Float rows of ``_SAMPLED_SELECT_MIN_LENGTH`` values or more are
@@ -366,11 +368,17 @@ def kth_largest_numpy(rows, k, nonnegative=None, threads=None):
     if n == 0:
         return np.zeros((rows.shape[0], 1), rows.dtype)
     j = n - min(max(int(k), 1), n)  # the k-th largest is the j-th smallest (0-based)
-    if nonnegative is None:
+    if relu:
+        # Values <= 0 act as ReLU's zeros: the sampled bracket starts above 0, so it reads
+        # the row as if ReLU had been applied (no ReLU pass; rows[...] only where needed).
+        nonnegative = True
+    elif nonnegative is None:
         nonnegative = bool(rows.min() >= 0)  # False for NaN
     distinct = nonnegative and rows.dtype.kind == "f"
 
     def partition(part):
+        if relu:
+            part = np.maximum(part, 0)  # (NaN stays NaN)
         if not distinct:
             return np.partition(part, j, axis=-1)[:, j : j + 1]
         kth = np.partition(_distinct_zeros(part), j, axis=-1)[:, j : j + 1]
@@ -442,7 +450,7 @@ if hasattr(os, "register_at_fork"):
 # Rows at least this long are selected through a sample (_kth_smallest_sampled); shorter
 # ones by introselect over the whole row, already cheap there.
 _SAMPLED_SELECT_MIN_LENGTH = 2**14
-_SAMPLE_SIZE = 2048
+_SAMPLE_SIZE = 4096
 _SAMPLE_INDEX = {}
 
 
@@ -459,25 +467,37 @@ def _kth_smallest_sampled(rows, j, nonnegative, whole_rows):
     ReLU outputs, k = 50 / 20 / 5 %: docs/benchmarks.md); introselect reads each entry
     several times and branches on it, the bracket's passes are branch-free.
 
-    ``nonnegative``: no entry is negative (as after ReLU). Then ``lo`` is raised above 0 so
-    that the block of zeros is never a candidate (a tie block that slows introselect), and
-    a row whose j-th smallest is one of its zeros is known from counts alone.
+    ``nonnegative``: no entry is negative (as after ReLU), or the rows stand for their ReLU
+    (``kth_largest_numpy(..., relu=True)``). Then ``lo`` is raised above 0 so that the
+    block of zeros (or of entries <= 0) is never a candidate (a tie block that slows
+    introselect), and a row whose j-th smallest is one of its zeros is known from counts
+    alone. Every count compares with ``lo > 0`` or ``0``, where a row and its ReLU agree.
     """
     import numpy as np
 
     count, n = rows.shape
     dtype = rows.dtype
-    s = _SAMPLE_SIZE
+    # A sample of about 1/16 of the row, 1,024 to 4,096 entries (measured: a larger sample
+    # narrows the bracket but costs more than it saves; docs/benchmarks.md).
+    s = min(max(n // 16, _SAMPLE_SIZE // 4), _SAMPLE_SIZE, n)
     index = _SAMPLE_INDEX.get((n, s))
     if index is None:
         # Random positions, not a stride: rows in channels-last memory order repeat their
         # channels with a period, and a stride that is a multiple of it samples one channel.
         index = np.sort(np.random.default_rng(0).choice(n, s, replace=False))
         _SAMPLE_INDEX[(n, s)] = index
-    sample = np.sort(rows[:, index], axis=-1)
+    sample = np.take(rows, index, axis=-1)  # (3x faster here than rows[:, index])
     q = (j + 0.5) / n
     spread = int(np.ceil(4.0 * np.sqrt(s * q * (1.0 - q)))) + 2
     low, high = int(q * s) - spread, int(q * s) + spread
+    # Only the sample's two order statistics are needed: partitions, not a sort (NaNs
+    # last either way); the second one over the part above the first (two kth at once
+    # cost as much as a sort).
+    if low >= 0:
+        sample.partition(low, axis=-1)
+    if high < s:
+        above = sample[:, max(low + 1, 0):]
+        above.partition(high - max(low + 1, 0), axis=-1)
     lo = sample[:, low : low + 1] if low >= 0 else np.full((count, 1), -np.inf, dtype)
     hi = sample[:, high : high + 1] if high < s else np.full((count, 1), np.inf, dtype)
     if nonnegative:
@@ -487,33 +507,43 @@ def _kth_smallest_sampled(rows, j, nonnegative, whole_rows):
         hi = np.maximum(hi, lo)
     below = rows < lo
     within = rows <= hi
-    fewer = np.count_nonzero(below, axis=-1)  # entries < lo (a NaN is in neither count)
-    upto = np.count_nonzero(within, axis=-1)  # entries <= hi
+    fewer = _count_per_row(below)  # entries < lo (a NaN is in neither count)
+    upto = _count_per_row(within)  # entries <= hi
     inside = (fewer <= j) & (j < upto)
     zero = (fewer > j) if nonnegative else np.zeros(count, bool)
     if zero.any():
-        # Below lo are the zeros and any subnormals: where the zeros alone outnumber j, the
-        # j-th smallest is 0; otherwise (subnormals) the row goes to whole_rows.
-        zero[zero] = n - np.count_nonzero(rows[zero], axis=-1) > j
-    within &= ~below
+        # Below lo are the zeros (or, for rows read as their ReLU, the entries <= 0) and any
+        # subnormals: where those alone outnumber j, the j-th smallest is 0; otherwise
+        # (subnormals) the row goes to whole_rows.
+        part = rows if zero.all() else rows[zero]  # (rows[zero] copies)
+        zero[zero] = _count_per_row(part <= 0) > j  # (a NaN is not <= 0)
+    within ^= below  # (rows < lo is within rows <= hi: lo <= hi)
     if not inside.all():
         within[~inside] = False
-    # The candidates of each row, padded with +inf to the widest row and sorted, then the
-    # (j - fewer)-th of each: a few vectorised calls instead of a NumPy call per row.
-    candidates = rows[within]  # row after row
-    widths = np.where(inside, upto - fewer, 0)
-    padded = np.full((count, max(int(widths.max()), 1)), np.inf, dtype)
-    starts = np.cumsum(widths) - widths
-    padded[np.repeat(np.arange(count), widths),
-           np.arange(candidates.size) - np.repeat(starts, widths)] = candidates
-    padded.sort(axis=-1)
-    rank = np.clip(j - fewer, 0, padded.shape[1] - 1)
-    out = np.take_along_axis(padded, rank[:, None], axis=-1)
-    out[zero] = 0
+    # The candidates of each row (row after row), then the (j - fewer)-th of each by
+    # introselect: a NumPy call per row, on a few percent of it.
+    # (np.compress of the flat arrays: 4x faster here than rows[within].)
+    flat = np.compress(within.ravel(), rows.ravel())
+    candidates = np.split(flat, np.cumsum(np.where(inside, upto - fewer, 0))[:-1])
+    out = np.zeros((count, 1), dtype)
+    for i in np.flatnonzero(inside):
+        rank = j - fewer[i]
+        out[i, 0] = np.partition(candidates[i], rank)[rank]
     missed = ~inside & ~zero
     if missed.any():
         out[missed] = whole_rows(rows[missed])
     return out
+
+
+def _count_per_row(mask):
+    """``np.count_nonzero(mask, axis=-1)`` for a 2-D bool array, faster: NumPy counts a
+    whole array with SIMD but along an axis by a slow reduction (32 x 65,536: 0.09 ms as a
+    loop over rows, 0.58 ms along the axis); many short rows as bytes summed."""
+    import numpy as np
+
+    if mask.shape[0] <= 64:
+        return np.fromiter((np.count_nonzero(row) for row in mask), np.intp, mask.shape[0])
+    return mask.view(np.uint8).sum(axis=-1, dtype=np.intp)
 
 
 _NEGATIVE_RAMPS = {}
@@ -881,12 +911,112 @@ def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     ReLU pass forward or backward, and the selection on the pre-activations); every other
     path runs the two in turn (XLA fuses their elementwise parts).
     """
-    if keras.backend.backend() == "torch":
+    backend = keras.backend.backend()
+    if backend == "torch":
         layout = _memory_order_rows_torch(x) if mode == "global" else None
         rows, restore = layout or _to_rows(x, mode, channel_axis)
         if rows.numel() and rows.device.type != "meta" and _torch_host_exits(rows):
             return _relu_topk_torch_host(x, rows, restore, keep_count(keep_ratio, _length(rows)))
+    elif backend == "tensorflow" and _tf_numpy_site(x):
+        rows, restore = _to_rows(x, mode, channel_axis)
+        return _relu_topk_tf(x, rows, restore, keep_count(keep_ratio, _length(rows)))
     return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
+
+
+def _tf_numpy_site(x):
+    """Whether TensorFlow runs :func:`relu_topk` fused (:func:`_relu_topk_tf`): a graph or
+    eager step on a machine without a GPU, where NumPy selects, for float inputs."""
+    import tensorflow as tf
+
+    return (NUMPY_CPU_SELECT and not _in_xla_tf() and not tf.config.list_logical_devices("GPU")
+            and keras.backend.standardize_dtype(x.dtype)
+            in ("float16", "bfloat16", "float32", "float64"))
+
+
+def _relu_topk_tf(x, rows, restore, k):
+    """TensorFlow graphs on a CPU: :func:`relu_topk` as one count, one selection on the
+    pre-activations and one masking pass, the count and the mask XLA-compiled
+    (:func:`_tf_xla_functions`). ReLU is monotone, so the k-th largest of relu(row) is
+    selected on the row itself (``kth_largest_numpy(..., relu=True)``); the mask
+    ``row >= t``, with ``t`` raised to the dtype's smallest normal number, applies ReLU and
+    the top-k at once, and its gradient is the site's. This replaces the separate kernels
+    of ``global_topk(relu(x))``, each a pass over the data here (ReLU, the exits' min and
+    sign-sum, the compare and select of the mask, ReLU's gradient): WRN-28-4 step 1.25 ->
+    1.18x ReLU at r = 0.2 (docs/benchmarks.md). The exits are as there: r == 1 and fewer
+    than k positives in every row (often the case after ReLU at r >= 0.5) are plain
+    ReLU, decided by ``tf.cond`` at run time (no retrace when r changes). Subnormal
+    pre-activations count as 0, as they do in TensorFlow's CPU kernels (it flushes them).
+    Values and gradients equal ``global_topk(relu(x))``'s (tested), a NaN pre-activation
+    dropped at a selecting site as there.
+
+    jax keeps ``global_topk(relu(x))``: XLA already fuses its elementwise passes, and the
+    fused form measured no faster there (within the machine's noise, 5-8 % between runs;
+    docs/benchmarks.md)."""
+    import tensorflow as tf
+
+    size = _length(rows)
+    xla = _tf_xla_functions()
+
+    def select():
+        threshold = _relu_threshold_tf(rows, k)
+        return restore(xla["mask"](rows, threshold, rows))
+
+    def unless_few_positives():
+        few = xla["max_positives"](rows) < tf.cast(k, tf.float32)
+        return tf.cond(few, lambda: tf.nn.relu(x), select)
+
+    return tf.cond(k >= size, lambda: tf.nn.relu(x), unless_few_positives)
+
+
+_TF_XLA = {}
+
+
+def _tf_xla_functions():
+    """TensorFlow's site passes as XLA-compiled functions, called from the (uncompiled) graph
+    around them: each is one fused pass where the graph runs two or three kernels
+    (``where(x >= t, x, 0)``: 2.4 ms against 5.3 ms for 32 x 65,536 values, with its
+    gradient compiled as well; docs/benchmarks.md). The NumPy selection stays outside them
+    (XLA cannot call it)."""
+    if not _TF_XLA:
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True, autograph=False)
+        def max_positives(rows):
+            # (A float32 sum of a compare: one fused pass; exact below 2**24 per row.)
+            return tf.reduce_max(tf.reduce_sum(tf.cast(rows > 0, tf.float32), axis=-1))
+
+        @tf.function(jit_compile=True, autograph=False)
+        def mask(rows, threshold, values):
+            return tf.where(rows >= threshold, values, tf.zeros_like(values))
+
+        _TF_XLA.update(max_positives=max_positives, mask=mask)
+    return _TF_XLA
+
+
+def _relu_threshold_tf(rows, k):
+    """The k-th largest of each row's ReLU by :func:`kth_largest_numpy` through
+    ``tf.numpy_function``, at least the smallest normal number of ``rows``' dtype (a row
+    with fewer than k positives keeps its positives: its ReLU); shape ``(rows, 1)``, dtype
+    of ``rows``. No gradient flows through it."""
+    import numpy as np
+    import tensorflow as tf
+
+    dtype = keras.backend.standardize_dtype(rows.dtype)
+    host = tf.stop_gradient(rows if dtype in ("float32", "float64") else tf.cast(rows, "float32"))
+    kth = tf.numpy_function(_kth_largest_relu_numpy, [host, tf.cast(k, tf.int32)], host.dtype,
+                            stateful=False)
+    kth = tf.cast(tf.ensure_shape(kth, [rows.shape[0], 1]), rows.dtype)
+    # (bfloat16 has float32's exponent range, so float32's smallest normal number.)
+    tiny = np.finfo("float32" if dtype == "bfloat16" else dtype).tiny
+    return tf.maximum(kth, tf.cast(tiny, rows.dtype))
+
+
+def _kth_largest_relu_numpy(rows, k):
+    """:func:`kth_largest_numpy` of ``max(rows, 0)``, with 0 for a NaN result (that row's
+    ReLU is then kept: negatives stay dropped)."""
+    import numpy as np
+
+    return np.fmax(kth_largest_numpy(rows, k, relu=True), 0).astype(rows.dtype, copy=False)
 
 
 def rms_norm(x, scale, bias, axis=-1, epsilon=1e-10):

@@ -436,8 +436,9 @@ def _np_kth_smallest(rows, j):
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_sampled_selection_matches_a_full_sort(rng, dtype):
     # Long rows are selected through a sample (kerasparse.ops._kth_smallest_sampled): a
-    # bracket from a sorted sample, counts, introselect on the entries between. Every kind
-    # of row, k from 1 to D, against a full sort; at the real sizes (D = 2**14, sample 2,048).
+    # bracket from two order statistics of a sample, counts, introselect on the entries
+    # between. Every kind of row, k from 1 to D, against a full sort; at the real sizes
+    # (D = 2**14, sample 1,024).
     d = ksops._SAMPLED_SELECT_MIN_LENGTH
     rows = _hard_rows(rng, d, dtype)
     for k in (1, 2, 50, d // 20, d // 5, d // 2, d - 3, d):
@@ -450,6 +451,111 @@ def test_sampled_selection_matches_a_full_sort(rng, dtype):
         # Through the public function (its own non-negative check, its own fallback).
         got = ksops.kth_largest_numpy(rows[3:], k)
         np.testing.assert_array_equal(got, np.maximum(want[3:], 0), err_msg=f"k={k}")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("d", [97, ksops._SAMPLED_SELECT_MIN_LENGTH])
+def test_kth_largest_numpy_of_relu_matches_a_sort_of_relu(rng, dtype, d):
+    # relu=True (TensorFlow's fused site): the k-th largest of max(rows, 0), selected on the
+    # signed rows as they are. Every kind of row (signed, NaN, +-inf, subnormals, ties),
+    # plus all-negative rows and rows with few positives, short rows (introselect) and long
+    # ones (the sampled bracket), k from 1 to D, one thread and three; against a full sort
+    # of max(rows, 0) (NaN stays NaN and sorts last, as np.partition orders it).
+    rows = _hard_rows(rng, d, dtype)
+    few = -np.abs(ref.tie_free(rng, (2, d))).astype(dtype)
+    few[0, :: max(d // 10, 1)] *= -1  # 10 % positive
+    rows = np.concatenate([rows, few])
+    relu = np.maximum(rows, 0)
+    for k in (1, 2, 7, d // 20, d // 10, d // 10 + 1, d // 5, d // 2, d - 3, d):
+        want = _np_kth_smallest(relu, d - k)
+        for threads in (1, 3):
+            got = ksops.kth_largest_numpy(rows, k, threads=threads, relu=True)
+            assert got.dtype == rows.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=f"k={k} threads={threads}")
+    # What the TensorFlow site takes: NaN results become 0 (that row keeps its ReLU).
+    got = ksops._kth_largest_relu_numpy(rows, 3)
+    want = _np_kth_smallest(relu, d - 3)
+    np.testing.assert_array_equal(got, np.where(np.isnan(want), 0, want))
+
+
+@pytest.mark.parametrize("count", [5, 64, 65, 300])
+def test_count_per_row_matches_count_nonzero(rng, count):
+    # Both of its forms: a loop over at most 64 rows, bytes summed beyond.
+    mask = rng.random((count, 333)) < 0.3
+    mask[0] = False
+    mask[-1] = True
+    got = ksops._count_per_row(mask)
+    np.testing.assert_array_equal(got, np.count_nonzero(mask, axis=-1))
+
+
+def _site_rows(rng, shape):
+    """Pre-activations for a whole site: signed, a sample with few positives, one with
+    ties among its positives, one all negative."""
+    x = ref.tie_free(rng, shape)
+    x[1] = -np.abs(x[1])
+    x[1].reshape(-1)[::9] *= -1.0  # about 11 % positive
+    x[2] = np.round(x[2] * 4) / 4  # ties
+    x[3] = -np.abs(x[3])
+    return x
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's fused site")
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.2, 0.05])
+def test_tensorflow_fused_site_in_a_graph_matches_a_sort_of_relu(rng, monkeypatch, torch_path, r):
+    # In a TensorFlow graph on a CPU the site runs fused (kerasparse.ops._relu_topk_tf: the
+    # selection on the pre-activations, XLA-compiled count and mask): values and gradients
+    # against a full NumPy sort of relu(x), and against the unfused global_topk(relu(x)).
+    # The keep ratio is a variable (no retrace when it changes), and the spatial size is
+    # unknown to the graph (two sizes run through it).
+    import tensorflow as tf
+
+    if torch_path == "top_k":
+        pytest.skip("the fused site is the NumPy path's")
+    calls = []
+    fused = ksops._relu_topk_tf
+    monkeypatch.setattr(ksops, "_relu_topk_tf", lambda *a: calls.append(1) or fused(*a))
+    keep = tf.Variable(r, dtype=tf.float32)
+
+    def site(fn):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 6]),
+                                      tf.TensorSpec([None, None, None, 6])])
+        def run(x, w):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+                loss = tf.reduce_sum(w * y)
+            return y, tape.gradient(loss, x)
+
+        return run
+
+    fused_site = site(lambda t: ksops.relu_topk(t, keep))
+    unfused_site = site(lambda t: ksops.global_topk(tf.nn.relu(t), keep))
+    for shape in ((4, 5, 7, 6), (4, 9, 3, 6)):
+        x = _site_rows(rng, shape).astype(np.float32)
+        w = rng.normal(size=shape).astype(np.float32)
+        want, mask = _relu_topk_reference(x, r)
+        y, grad = (t.numpy() for t in fused_site(x, w))
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(grad, np.where(mask, w, 0))
+        y0, grad0 = (t.numpy() for t in unfused_site(x, w))
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(grad, grad0)
+    assert calls, "the graph did not take the fused site"
+    assert fused_site.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's fused site")
+def test_tensorflow_fused_site_in_float16(rng, torch_path):
+    # float16 pre-activations: the selection runs on their float32 values and the threshold
+    # comes back exactly; the output stays float16 (on either TensorFlow path).
+    x = _site_rows(rng, (4, 6, 6, 8)).astype(np.float16)
+    w = rng.normal(size=x.shape).astype(np.float32)
+    for r in (0.5, 0.2):
+        want, mask = _relu_topk_reference(x, r)
+        y, grad = grad_of_weighted_sum(lambda t: ksops.relu_topk(t, r), x, w)
+        assert y.dtype == np.float16
+        np.testing.assert_array_equal(y, want)
+        np.testing.assert_array_equal(grad, np.where(mask, w, 0).astype(np.float16))
 
 
 def test_sampled_selection_falls_back_where_the_sample_misleads(rng, monkeypatch):
