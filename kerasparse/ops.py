@@ -980,12 +980,12 @@ def _tf_xla_functions():
     if not _TF_XLA:
         import tensorflow as tf
 
-        @tf.function(jit_compile=True, autograph=False)
+        @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
         def max_positives(rows):
             # (A float32 sum of a compare: one fused pass; exact below 2**24 per row.)
             return tf.reduce_max(tf.reduce_sum(tf.cast(rows > 0, tf.float32), axis=-1))
 
-        @tf.function(jit_compile=True, autograph=False)
+        @tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
         def mask(rows, threshold, values):
             return tf.where(rows >= threshold, values, tf.zeros_like(values))
 
