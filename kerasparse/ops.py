@@ -450,22 +450,22 @@ if hasattr(os, "register_at_fork"):
 # Rows at least this long are selected through a sample (_kth_smallest_sampled); shorter
 # ones by introselect over the whole row, already cheap there.
 _SAMPLED_SELECT_MIN_LENGTH = 2**14
-_SAMPLE_SIZE = 4096
+_SAMPLE_SIZE = 2048
 _SAMPLE_INDEX = {}
 
 
 def _kth_smallest_sampled(rows, j, nonnegative, whole_rows):
     """The j-th smallest (0-based) of each row of a float array, shape ``(rows, 1)``, as
     ``np.partition`` gives it (NaNs ordered last), by Floyd and Rivest's sampling idea:
-    a sorted sample of 2,048 entries per row brackets the j-th smallest between two of
-    its values ``lo <= hi`` (4 standard deviations of a sample rank either side), two
-    vectorised passes count the entries below ``lo`` and up to ``hi``, and only the
-    entries in between (about 8 % of a row at worst) are sorted. Where a bracket
+    a sorted sample of 1,024 to 2,048 entries per row brackets the j-th smallest between
+    two of its values ``lo <= hi`` (4 standard deviations of a sample rank either side),
+    two vectorised passes count the entries below ``lo`` and up to ``hi``, and only the
+    entries in between (about 8 % of a row at worst) go to introselect. Where a bracket
     missed (counts say the j-th smallest lies outside it: rare, and every row with NaNs
     there), the row goes to ``whole_rows``, the plain introselect, so the result is exact
-    whatever the sample. Measured 2x faster than introselect over whole rows (32 x 65,536
-    ReLU outputs, k = 50 / 20 / 5 %: docs/benchmarks.md); introselect reads each entry
-    several times and branches on it, the bracket's passes are branch-free.
+    whatever the sample. Measured 2-3x faster than introselect over whole rows (32 x
+    65,536 ReLU outputs, k = 50 / 20 / 5 %: docs/benchmarks.md); introselect reads each
+    entry several times and branches on it, the bracket's passes are branch-free.
 
     ``nonnegative``: no entry is negative (as after ReLU), or the rows stand for their ReLU
     (``kth_largest_numpy(..., relu=True)``). Then ``lo`` is raised above 0 so that the
@@ -477,27 +477,22 @@ def _kth_smallest_sampled(rows, j, nonnegative, whole_rows):
 
     count, n = rows.shape
     dtype = rows.dtype
-    # A sample of about 1/16 of the row, 1,024 to 4,096 entries (measured: a larger sample
+    # A sample of about 1/16 of the row, 1,024 to 2,048 entries (measured: a larger sample
     # narrows the bracket but costs more than it saves; docs/benchmarks.md).
-    s = min(max(n // 16, _SAMPLE_SIZE // 4), _SAMPLE_SIZE, n)
+    s = min(max(n // 16, _SAMPLE_SIZE // 2), _SAMPLE_SIZE, n)
     index = _SAMPLE_INDEX.get((n, s))
     if index is None:
         # Random positions, not a stride: rows in channels-last memory order repeat their
         # channels with a period, and a stride that is a multiple of it samples one channel.
         index = np.sort(np.random.default_rng(0).choice(n, s, replace=False))
         _SAMPLE_INDEX[(n, s)] = index
-    sample = np.take(rows, index, axis=-1)  # (3x faster here than rows[:, index])
+    # (np.take: 3x faster here than rows[:, index].) Sorted, not partitioned: introselect
+    # slows down on ties, and after ReLU half of a sample is zeros (7.3 ms against 0.8 ms
+    # for the sort at 32 x 4,096; docs/benchmarks.md).
+    sample = np.sort(np.take(rows, index, axis=-1), axis=-1)
     q = (j + 0.5) / n
     spread = int(np.ceil(4.0 * np.sqrt(s * q * (1.0 - q)))) + 2
     low, high = int(q * s) - spread, int(q * s) + spread
-    # Only the sample's two order statistics are needed: partitions, not a sort (NaNs
-    # last either way); the second one over the part above the first (two kth at once
-    # cost as much as a sort).
-    if low >= 0:
-        sample.partition(low, axis=-1)
-    if high < s:
-        above = sample[:, max(low + 1, 0):]
-        above.partition(high - max(low + 1, 0), axis=-1)
     lo = sample[:, low : low + 1] if low >= 0 else np.full((count, 1), -np.inf, dtype)
     hi = sample[:, high : high + 1] if high < s else np.full((count, 1), np.inf, dtype)
     if nonnegative:
