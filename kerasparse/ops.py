@@ -903,8 +903,9 @@ def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     (ReLU, then top-k), the same values, tie policy and gradients.
 
     Eager torch on a CPU computes it fused (:func:`_relu_topk_torch_host`: no separate
-    ReLU pass forward or backward, and the selection on the pre-activations); every other
-    path runs the two in turn (XLA fuses their elementwise parts).
+    ReLU pass forward or backward, and the selection on the pre-activations), as do
+    TensorFlow graphs on a CPU (:func:`_relu_topk_tf`); every other path runs the two in
+    turn (XLA fuses their elementwise parts).
     """
     backend = keras.backend.backend()
     if backend == "torch":
@@ -936,10 +937,12 @@ def _relu_topk_tf(x, rows, restore, k):
     ``row >= t``, with ``t`` raised to the dtype's smallest normal number, applies ReLU and
     the top-k at once, and its gradient is the site's. This replaces the separate kernels
     of ``global_topk(relu(x))``, each a pass over the data here (ReLU, the exits' min and
-    sign-sum, the compare and select of the mask, ReLU's gradient): WRN-28-4 step 1.25 ->
-    1.18x ReLU at r = 0.2 (docs/benchmarks.md). The exits are as there: r == 1 and fewer
-    than k positives in every row (often the case after ReLU at r >= 0.5) are plain
-    ReLU, decided by ``tf.cond`` at run time (no retrace when r changes). Subnormal
+    sign-sum, the compare and select of the mask, ReLU's gradient): a first-group WRN-28-4
+    site at r = 0.2 costs +8.5 ms over ReLU instead of +10.6 ms, forward and backward; in
+    the whole step that is within this machine's noise (docs/benchmarks.md). The exits are
+    as there: r == 1 and fewer than k positives in every row (often the case after ReLU
+    at r >= 0.5) are plain ReLU, decided by ``tf.cond`` at run time (no retrace when r
+    changes). Subnormal
     pre-activations count as 0, as they do in TensorFlow's CPU kernels (it flushes them).
     Values and gradients equal ``global_topk(relu(x))``'s (tested), a NaN pre-activation
     dropped at a selecting site as there.
@@ -969,9 +972,9 @@ _TF_XLA = {}
 def _tf_xla_functions():
     """TensorFlow's site passes as XLA-compiled functions, called from the (uncompiled) graph
     around them: each is one fused pass where the graph runs two or three kernels
-    (``where(x >= t, x, 0)``: 2.4 ms against 5.3 ms for 32 x 65,536 values, with its
-    gradient compiled as well; docs/benchmarks.md). The NumPy selection stays outside them
-    (XLA cannot call it)."""
+    (``where(x >= t, x, 0)``: 2.4 ms against 5.3 ms for 32 x 65,536 values;
+    docs/benchmarks.md); TensorFlow differentiates the compiled function itself. The NumPy
+    selection stays outside them (XLA cannot call it)."""
     if not _TF_XLA:
         import tensorflow as tf
 
