@@ -722,7 +722,7 @@ def _kth_largest_tf(rows, k, positives=None):
         return tf.where(positives[:, None] >= k, kth, tf.zeros_like(kth))
 
     def smaller_side():
-        if NUMPY_CPU_SELECT and not tf.config.list_logical_devices("GPU"):
+        if _tf_numpy_selects():
             # On a CPU NumPy selects 2-3x faster than top_k (kth_largest_numpy).
             nonnegative = tf.reduce_max(positives) <= n  # n + 1 marks "unknown"
             kth = tf.numpy_function(kth_largest_numpy, [x, k, nonnegative], x.dtype,
@@ -919,12 +919,18 @@ def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
 
 
-def _tf_numpy_site(x):
-    """Whether TensorFlow runs :func:`relu_topk` fused (:func:`_relu_topk_tf`): a graph or
-    eager step on a machine without a GPU, where NumPy selects, for float inputs."""
+def _tf_numpy_selects():
+    """Whether TensorFlow selects with NumPy (:func:`kth_largest_numpy`): on a machine
+    without a GPU, unless tests turned it off."""
     import tensorflow as tf
 
-    return (NUMPY_CPU_SELECT and not _in_xla_tf() and not tf.config.list_logical_devices("GPU")
+    return NUMPY_CPU_SELECT and not tf.config.list_logical_devices("GPU")
+
+
+def _tf_numpy_site(x):
+    """Whether TensorFlow runs :func:`relu_topk` fused (:func:`_relu_topk_tf`): a graph or
+    eager step (not XLA-compiled) where NumPy selects, for float inputs."""
+    return (_tf_numpy_selects() and not _in_xla_tf()
             and keras.backend.standardize_dtype(x.dtype)
             in ("float16", "bfloat16", "float32", "float64"))
 

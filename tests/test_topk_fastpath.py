@@ -436,9 +436,8 @@ def _np_kth_smallest(rows, j):
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_sampled_selection_matches_a_full_sort(rng, dtype):
     # Long rows are selected through a sample (kerasparse.ops._kth_smallest_sampled): a
-    # bracket from two order statistics of a sample, counts, introselect on the entries
-    # between. Every kind of row, k from 1 to D, against a full sort; at the real sizes
-    # (D = 2**14, sample 1,024).
+    # bracket from a sorted sample, counts, introselect on the entries between. Every kind
+    # of row, k from 1 to D, against a full sort; at the real sizes (D = 2**14, sample 1,024).
     d = ksops._SAMPLED_SELECT_MIN_LENGTH
     rows = _hard_rows(rng, d, dtype)
     for k in (1, 2, 50, d // 20, d // 5, d // 2, d - 3, d):
