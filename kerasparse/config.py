@@ -340,8 +340,12 @@ def parse_scalar(raw):
         return raw  # a bare word: a string
 
 
-def resolve(preset=None, overrides=None):
-    """Defaults <- preset file <- overrides (already validated dicts); checks cross-field rules."""
+def resolve(preset=None, overrides=None, *, saved=False):
+    """Defaults <- preset file <- overrides (already validated dicts); checks cross-field rules.
+
+    ``saved=True``: ``overrides`` is a run's config.json (resume). Its controller keys are not
+    checked against its controller (`_check_controller_keys`): a run recorded before that
+    check existed must stay resumable."""
     config = default_config()
     if preset is not None:
         config.update(load_toml(preset))
@@ -354,6 +358,8 @@ def resolve(preset=None, overrides=None):
             "min_keep_ratio must not exceed max_keep_ratio. Received: "
             f"min_keep_ratio={config['min_keep_ratio']}, max_keep_ratio={config['max_keep_ratio']}"
         )
+    if not saved:
+        _check_controller_keys(config)
     if config["warmup_epochs"] and config["warmup_epochs"] >= config["epochs"]:
         raise ConfigError(
             "warmup_epochs must be below epochs (the warm-up is followed by the schedule). "
@@ -397,6 +403,23 @@ def _apply_tables(config, given):
                 if flat not in given:
                     config[flat] = _coerce(flat, value, FIELDS[flat], f"[{table}] {key}")
         config[field] = args or None
+
+
+def _check_controller_keys(config):
+    """A controller key set away from its default must be one the chosen controller reads:
+    otherwise config.json would record a value the run never used (``keep_ratio=0.3`` with
+    controller none trains at r = 1; ``step`` means nothing to mult)."""
+    name = config["controller"]
+    for key in CONTROLLER_KEYS:
+        if key in presets.CONTROLLERS[name][1] or config[key] == FIELDS[key].default:
+            continue
+        readers = [c for c, (_, args) in presets.CONTROLLERS.items() if key in args]
+        raise ConfigError(
+            f"{key} is read by the {' and '.join(readers)} controller"
+            f"{'s' if len(readers) > 1 else ''} only (--controller {'|'.join(readers)}); "
+            f"controller {name!r} would ignore it. Received: {key}={config[key]!r}, "
+            f"controller={name!r}"
+        )
 
 
 def _check_model_keys(config):

@@ -35,6 +35,16 @@ TRAIN_CASES = [
     ("validation-split-one", ["--validation-split", "1"], None, "validation_split must be"),
     ("min-above-max", ["--min-keep-ratio", "0.9", "--max-keep-ratio", "0.5"], None,
      "min_keep_ratio must not exceed max_keep_ratio"),
+    # A controller key its controller does not read would be recorded in config.json unused.
+    ("keep-ratio-without-constant", ["--keep-ratio", "0.3"], None,
+     "keep_ratio is read by the constant controller only (--controller constant); controller "
+     "'none' would ignore it. Received: keep_ratio=0.3"),
+    ("step-with-mult", ["--controller", "mult", "--step", "0.05"], None,
+     "step is read by the add controller only (--controller add); controller 'mult' would"),
+    ("max-keep-ratio-with-constant", ["--controller", "constant", "--max-keep-ratio", "0.5"],
+     None, "max_keep_ratio is read by the add and mult controllers only"),
+    ("config-factor-without-controller", ["--config", "PRESET"], "factor = 0.9\n",
+     "factor is read by the mult controller only"),
     ("set-unknown-key", ["--set", "epoch=3"], None, "unknown key 'epoch'. Did you mean 'epochs'"),
     ("set-wrong-type", ["--set", "epochs=ten"], None, "epochs must be an integer"),
     ("set-bool-type", ["--set", "nesterov=maybe"], None, "nesterov must be true or false"),
@@ -505,6 +515,24 @@ def test_sigint_in_the_last_epoch_is_not_recorded_and_resumes_exactly(runs, tmp_
             assert np.array_equal(wa[name], wb[name]), name
         else:
             np.testing.assert_allclose(wa[name], wb[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_saved_with_an_unread_controller_key_still_resolves(tmp_path):
+    """Before `_check_controller_keys`, ``--keep-ratio 0.3`` without ``--controller constant``
+    was accepted and recorded. A new run with it is refused; the saved run resumes as it ran
+    (controller none: no controller built), and the same dict as new input is refused."""
+    import json
+
+    from kerasparse import config as ks_config
+    from kerasparse import train
+
+    saved = {**ks_config.default_config(), "keep_ratio": 0.3, "backend": "torch"}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = train.saved_config(str(tmp_path))
+    assert (config["controller"], config["keep_ratio"]) == ("none", 0.3)
+    assert train.build_controller(config) is None
+    with pytest.raises(ks_config.ConfigError, match="keep_ratio is read by the constant"):
+        ks_config.resolve(overrides={k: v for k, v in saved.items() if k != "backend"})
 
 
 def test_older_npz_checkpoint_resumes_exactly(runs, tmp_path):

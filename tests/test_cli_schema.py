@@ -58,7 +58,7 @@ def test_generated_options_reach_the_config(monkeypatch, tmp_path):
     result = runner.invoke(app, [
         "train", "--out", str(tmp_path / "run"), "--model", "wrn16-1", "--dataset", "embedded",
         "--optimizer", "adam", "--no-nesterov", "--norm", "batchnorm", "--weight-decay", "0.01",
-        "--checkpoint-every", "3", "--set", "monitor=loss"])
+        "--checkpoint-every", "3", "--controller", "add", "--set", "monitor=loss"])
     assert result.exit_code == 0, result.output
     assert (seen["optimizer"], seen["nesterov"], seen["norm"], seen["weight_decay"],
             seen["checkpoint_every"], seen["monitor"]) == ("adam", False, "batchnorm", 0.01, 3,

@@ -302,7 +302,8 @@ def test_train_args_carry_the_full_config(tmp_path, preset):
     quotes and backslashes, small floats, booleans), so no preset file has to reach a worker."""
     the_plan = sweep.plan(
         preset, grid={"weight_decay": [1e-05, 0.25]},
-        sets={"data_dir": 'd "x"\\y', "nesterov": False, "smoothing": 0.5},
+        sets={"data_dir": 'd "x"\\y', "nesterov": False, "controller": "mult",
+              "smoothing": 0.5},
         out=tmp_path / "s", backend=BACKEND)
     for cell in the_plan.cells:
         args = sweep.train_args(cell, BACKEND, "new")
@@ -570,7 +571,8 @@ SWEEP_CASES = [
     ("set-dataset-unknown", ["--set", "dataset=mnsit"], "Did you mean 'mnist'"),
     ("set-and-grid-same-key", ["--set", "lr=0.1", "--grid", "lr=0.05,0.2"],
      "lr is both swept (--grid) and fixed (--set)"),
-    ("cell-config-invalid", ["--grid", "min_keep_ratio=0.5,0.95", "--set", "max_keep_ratio=0.9"],
+    ("cell-config-invalid", ["--grid", "min_keep_ratio=0.5,0.95", "--set", "max_keep_ratio=0.9",
+                             "--set", "controller=mult"],
      "min_keep_ratio must not exceed max_keep_ratio"),
     ("preset-missing", ["MISSING"], "config file not found"),
     ("seeds-zero", ["--seeds", "0"], "Invalid value for '--seeds'"),
