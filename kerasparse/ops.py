@@ -100,7 +100,8 @@ def _jax_numpy_select(rows):
 
 
 def _kth_largest_numpy_jax(rows, k, positives=None):
-    """jax on a CPU: :func:`kth_largest_numpy` through ``jax.pure_callback``, inside the
+    """jax on a CPU: :func:`kth_largest_numpy` through a host callback
+    (:func:`_host_select_primitive`, else ``jax.pure_callback``), inside the
     compiled step (k stays a traced value: no retrace when it changes). On a CPU the
     callback's data are already in host memory; XLA's radix select makes 32 passes over
     each row where introselect makes about two (32 x 65,536 ReLU outputs, k = 20 %:
@@ -114,14 +115,82 @@ def _kth_largest_numpy_jax(rows, k, positives=None):
     n = rows.shape[-1]
     nonnegative = -1 if positives is None else jnp.where(jnp.max(positives) <= n, 1, 0)
 
-    def host(rows, k, nonnegative):
-        flag = None if int(nonnegative) < 0 else bool(nonnegative)
-        return kth_largest_numpy(rows, k, flag)
-
+    args = (rows, jnp.asarray(k, "int32"), jnp.asarray(nonnegative, "int32"))
+    primitive = _host_select_primitive()
+    if primitive is not None:
+        return primitive.bind(*args)
     return jax.pure_callback(
-        host, jax.ShapeDtypeStruct((rows.shape[0], 1), rows.dtype),
-        rows, k, jnp.asarray(nonnegative, "int32"), vmap_method="sequential",
+        _host_select, jax.ShapeDtypeStruct((rows.shape[0], 1), rows.dtype), *args,
+        vmap_method="sequential",
     )
+
+
+def _host_select(rows, k, nonnegative):
+    """The host side of :func:`_kth_largest_numpy_jax` (``nonnegative``: 1, 0, or -1 for
+    unknown)."""
+    import numpy as np
+
+    flag = None if int(nonnegative) < 0 else bool(nonnegative)
+    return np.ascontiguousarray(kth_largest_numpy(rows, k, flag))
+
+
+_HOST_SELECT_PRIMITIVE = []
+
+
+def _host_select_primitive():
+    """:func:`_host_select` as a jax primitive lowered to XLA's CPU Python callback
+    (``jax.interpreters.mlir.emit_python_callback``), or None where this jax lacks those
+    hooks (``jax.pure_callback`` is used then). Written by hand because
+    ``jax.pure_callback`` hands its function new jax arrays: XLA's callback copies the
+    operand into a NumPy array, then ``pure_callback`` copies that again with
+    ``device_put``. Here NumPy gets XLA's copy (read-only) as it is; for a first-group
+    WRN-28-4 site, 8 MB a call, XLA_CALL_MS (docs/benchmarks.md). Forward-mode and ``vmap``
+    are defined (zero tangent; one call per mapped element, as
+    ``vmap_method="sequential"``)."""
+    if not _HOST_SELECT_PRIMITIVE:
+        _HOST_SELECT_PRIMITIVE.append(_make_host_select_primitive())
+    return _HOST_SELECT_PRIMITIVE[0]
+
+
+def _make_host_select_primitive():
+    import inspect
+
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        from jax.core import ShapedArray
+        from jax.extend.core import Primitive
+        from jax.interpreters import ad, batching, mlir
+
+        emit = mlir.emit_python_callback
+        takes_token_flag = "returns_token" in inspect.signature(emit).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    primitive = Primitive("kerasparse_kth_largest_numpy")
+    primitive.def_impl(lambda *args: jax.jit(primitive.bind)(*args))
+    primitive.def_abstract_eval(lambda rows, k, flag: ShapedArray((rows.shape[0], 1), rows.dtype))
+
+    def lowering(ctx, *args):
+        extra = {"returns_token": False} if takes_token_flag else {}
+        results, *_ = emit(ctx, lambda *a: (_host_select(*a),), None, list(args),
+                           ctx.avals_in, ctx.avals_out, has_side_effect=False, **extra)
+        return results
+
+    def jvp(primals, tangents):
+        out = primitive.bind(*primals)
+        return out, jnp.zeros_like(out)
+
+    def batch(args, dims):
+        size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+        args = [jnp.broadcast_to(a, (size, *a.shape)) if d is None else jnp.moveaxis(a, d, 0)
+                for a, d in zip(args, dims)]
+        return jax.lax.map(lambda a: primitive.bind(*a), tuple(args)), 0
+
+    mlir.register_lowering(primitive, lowering, platform="cpu")
+    ad.primitive_jvps[primitive] = jvp
+    batching.primitive_batchers[primitive] = batch
+    return primitive
 
 
 def _kth_largest_torch(rows, k):
@@ -871,6 +940,8 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     k = keep_count(keep_ratio, size)
     if torch_backend:
         return _global_topk_torch(x, rows, restore, k)
+    if keras.backend.backend() == "jax":
+        return _global_topk_jax(rows, restore, k)
 
     # Fast exits, exact under the tie policy above: with k == D every entry is kept; and
     # when no entry is negative and every row has fewer than k non-zeros (often the case
@@ -898,14 +969,90 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     return ops.cond(k >= size, lambda: x, unless_few_nonzeros)
 
 
+def _global_topk_jax(rows, restore, k, nonnegative=False):
+    """jax: :func:`global_topk` as a threshold, then one mask, the mask's gradient its own
+    (:func:`_mask_below_jax`). The exits are the same as on the other backends, decided by
+    ``lax.cond`` at run time (one trace for every r), but the ``cond`` returns only the
+    per-row threshold (``-inf`` for r == 1, 0 for fewer positives than k: either keeps
+    every entry) and is not differentiated: the threshold has no gradient. A
+    differentiated ``cond`` (the form before) made jax keep both branches' residuals and
+    run a second ``cond`` backward: one first-group WRN-28-4 site, forward and backward,
+    cost 1.7x ReLU at r = 1 and 3.0x at r = 0.2, against 1.1x and 2.3x this way
+    (docs/benchmarks.md). At r == 1 the site is one masking pass each way, which XLA fuses
+    with its neighbours. NaN entries are kept, as on torch (a diverging run shows in the
+    output).
+
+    ``nonnegative=True`` (``relu_topk``: the rows are ReLU's output) skips the check for
+    negative entries, a pass over the data (1 ms of a first-group site's 3.7 ms of exit
+    checks), and counts the positives as ``rows > 0`` (a NaN is not counted)."""
+    import jax
+    import jax.numpy as jnp
+
+    size = _length(rows)
+    data = jax.lax.stop_gradient(rows)
+    column = (rows.shape[0], 1)
+
+    def unless_few_positives():
+        if nonnegative:
+            known = jnp.sum(data > 0, axis=-1, dtype="int32")
+            few = jnp.max(known) < k
+        else:
+            no_negative = jnp.min(data) >= 0
+            positives = _positives(data)
+            few = jnp.logical_and(no_negative, jnp.max(positives) < k)
+            # Positives are only meaningful without negatives; size + 1 marks "unknown".
+            known = jnp.where(no_negative, positives, size + 1)
+
+        def select():
+            return _kth_largest_rows(data, k, known)
+
+        # (No entry is negative: a threshold of 0 keeps them all.)
+        return jax.lax.cond(few, lambda: jnp.zeros(column, rows.dtype), select)
+
+    lowest = (-jnp.inf if jnp.issubdtype(rows.dtype, jnp.floating)
+              else jnp.iinfo(rows.dtype).min)
+    threshold = jax.lax.cond(k >= size, lambda: jnp.full(column, lowest, rows.dtype),
+                             unless_few_positives)
+    return restore(_mask_below_jax()(rows, threshold))
+
+
+_MASK_BELOW_JAX = []
+
+
+def _mask_below_jax():
+    """``where(rows < threshold, 0, rows)`` with the gradient ``where(rows < threshold, 0,
+    g)`` and none for the threshold, as a ``jax.custom_vjp``: it saves ``rows`` and the
+    threshold for the backward pass, where jax's own ``where`` saved a mask and a zero
+    tensor of the rows' size."""
+    if not _MASK_BELOW_JAX:
+        import jax
+        import jax.numpy as jnp
+
+        @jax.custom_vjp
+        def mask_below(rows, threshold):
+            return jnp.where(rows < threshold, jnp.zeros((), rows.dtype), rows)
+
+        def forward(rows, threshold):
+            return mask_below(rows, threshold), (rows, threshold)
+
+        def backward(saved, g):
+            rows, threshold = saved
+            return jnp.where(rows < threshold, jnp.zeros((), g.dtype), g), jnp.zeros_like(threshold)
+
+        mask_below.defvjp(forward, backward)
+        _MASK_BELOW_JAX.append(mask_below)
+    return _MASK_BELOW_JAX[0]
+
+
 def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     """``global_topk(relu(x), keep_ratio, mode, channel_axis)``: Wang 2026's sparse site
     (ReLU, then top-k), the same values, tie policy and gradients.
 
     Eager torch on a CPU computes it fused (:func:`_relu_topk_torch_host`: no separate
     ReLU pass forward or backward, and the selection on the pre-activations), as do
-    TensorFlow graphs on a CPU (:func:`_relu_topk_tf`); every other path runs the two in
-    turn (XLA fuses their elementwise parts).
+    TensorFlow graphs on a CPU (:func:`_relu_topk_tf`); jax runs ReLU, then its site
+    (:func:`_global_topk_jax`) told that the rows have no negative entry; every other
+    path runs the two in turn (XLA fuses their elementwise parts).
     """
     backend = keras.backend.backend()
     if backend == "torch":
@@ -916,6 +1063,10 @@ def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     elif backend == "tensorflow" and _tf_numpy_site(x):
         rows, restore = _to_rows(x, mode, channel_axis)
         return _relu_topk_tf(x, rows, restore, keep_count(keep_ratio, _length(rows)))
+    elif backend == "jax":
+        rows, restore = _to_rows(ops.relu(x), mode, channel_axis)
+        k = keep_count(keep_ratio, _length(rows))
+        return _global_topk_jax(rows, restore, k, nonnegative=True)
     return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
 
 

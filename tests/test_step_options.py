@@ -111,7 +111,7 @@ def test_steps_per_execution_gives_the_same_run(tmp_path):
     # An MLP: steps per execution is the trainer's loop, not the model's (a WRN here costs
     # minutes of XLA compilation on a 2-core CPU for nothing more).
     common = [*SMALL, "--model", "mlp100x300", "--set", "depth=3", "--set", "width=16",
-              "--controller", "none",
+              "--controller", "none", "--keep-ratio", "1",  # (no controller reads r here)
               "--epochs", "1", "--train-examples", "64", "--set", "monitor_batch=0"]
     _train(*common, "--out", str(tmp_path / "one"))
     _train(*common, "--steps-per-execution", "2", "--out", str(tmp_path / "two"))

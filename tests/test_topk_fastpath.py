@@ -171,6 +171,31 @@ def test_new_keep_ratio_does_not_retrace(rng, mode):
     assert len(traces) == (5 if BACKEND == "torch" else 1)
 
 
+def test_jax_host_select_primitive_eager_jit_vmap_jvp(rng):
+    # jax on a CPU hands NumPy the rows through kerasparse's own callback primitive (no
+    # copy into a jax array first); eager, under jit, under vmap (one call per element)
+    # and under forward-mode (zero tangent) it gives the exact k-th largest of each row.
+    if BACKEND != "jax":
+        pytest.skip("jax only: the other backends call NumPy without jax's callbacks")
+    import jax
+    import jax.numpy as jnp
+
+    primitive = ksops._host_select_primitive()
+    assert primitive is not None, "this jax lacks the hooks: pure_callback would be used"
+    rows = rng.standard_normal((3, 4, 2**15)).astype("float32")
+    want = -np.sort(-rows, axis=-1)[..., 99:100]
+
+    def kth(r):
+        return ksops._kth_largest_numpy_jax(r, jnp.int32(100))
+
+    np.testing.assert_array_equal(np.asarray(kth(jnp.asarray(rows[0]))), want[0])
+    np.testing.assert_array_equal(np.asarray(jax.jit(kth)(rows[1])), want[1])
+    np.testing.assert_array_equal(np.asarray(jax.jit(jax.vmap(kth))(rows)), want)
+    value, tangent = jax.jvp(kth, (jnp.asarray(rows[2]),), (jnp.ones_like(rows[2]),))
+    np.testing.assert_array_equal(np.asarray(value), want[2])
+    assert not np.asarray(tangent).any()
+
+
 def test_tensorflow_xla_path_with_a_variable_keep_ratio(rng):
     if BACKEND != "tensorflow":
         pytest.skip(
@@ -622,17 +647,21 @@ def test_relu_topk_equals_global_topk_of_relu_in_every_mode(rng, mode, axis, r):
     np.testing.assert_array_equal(y, ref.topk(np.maximum(x, 0), r, mode, axis))
 
 
-def test_relu_topk_keeps_nans_and_drops_negatives(rng):
-    # torch's masks keep NaN pre-activations (a diverging run shows in the output); the
-    # row's negatives are still dropped. jax and TensorFlow drop a NaN at a selecting site
-    # (their mask is "x >= t", chosen for speed: see kerasparse.ops.global_topk).
-    if BACKEND != "torch":
-        pytest.skip("jax/tensorflow: a NaN at a selecting site is dropped (documented)")
-    x = ref.tie_free(rng, (2, 50))
+@pytest.mark.parametrize("shape", [(2, 50), (2, 2**15)])  # jax: the radix select, NumPy's
+def test_relu_topk_keeps_nans_and_drops_negatives(rng, shape):
+    # torch's and jax's masks keep NaN pre-activations (a diverging run shows in the
+    # output); the row's negatives are still dropped, and the other row is selected as
+    # usual. TensorFlow drops a NaN at a selecting site (its mask is "x >= t", chosen for
+    # speed: see kerasparse.ops.global_topk).
+    if BACKEND == "tensorflow":
+        pytest.skip("tensorflow: a NaN at a selecting site is dropped (documented)")
+    x = ref.tie_free(rng, shape)
     x[0, 3] = np.nan
-    y = to_numpy(ksops.relu_topk(ops.convert_to_tensor(x), 0.2))
-    assert np.isnan(y[0, 3])
-    assert not (y[~np.isnan(y)] < 0).any()
+    for r in (0.2, 1.0):
+        y = to_numpy(ksops.relu_topk(ops.convert_to_tensor(x), r))
+        assert np.isnan(y[0, 3]), r
+        assert not (y[~np.isnan(y)] < 0).any(), r
+        np.testing.assert_array_equal(y[1], ref.topk(np.maximum(x[1:], 0), r)[0])
 
 
 @pytest.mark.parametrize("r", [0.5, 0.9])

@@ -1,0 +1,84 @@
+"""The whole WRN-28-4 training step with this checkout's sparse sites against another
+version's (``ops.py`` from git), interleaved in one process beside the plain-ReLU step, on
+the backend of ``KERAS_BACKEND`` (issue 12).
+
+    git show 1655d90:kerasparse/ops.py > /tmp/ops_old.py
+    KERAS_BACKEND=jax python benchmarks/site_versions_ab.py --old /tmp/ops_old.py
+
+A site's code is chosen when the step is traced (its first call), so each model is built
+and called once with the version it times (``kerasparse.ops.relu_topk`` and
+``global_topk`` swapped meanwhile). Prints one JSON line: the machine's state, median
+seconds per step, the ratio of each to the ReLU step by medians and by fastest steps, and
+the process's CPU seconds per step (less sensitive to other processes than wall time).
+"""
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--old", required=True, help="path of the other version's ops.py")
+    p.add_argument("--model", default="wrn28-4")
+    p.add_argument("--keep-ratios", default="1,0.5,0.2,0.05")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=6)
+    args = p.parse_args()
+
+    import keras
+
+    import kerasparse.ops as ko
+    from kerasparse import bench
+
+    spec = importlib.util.spec_from_file_location("ops_old", args.old)
+    old = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    versions = {"new": (ko.relu_topk, ko.global_topk), "old": (old.relu_topk, old.global_topk)}
+
+    def step_fn(topk, r, version="new"):
+        ko.relu_topk, ko.global_topk = versions[version]
+        try:
+            model = bench.build_model(args.model, topk=topk, keep_ratio=r)
+            bench.compile_for_benchmark(model)
+            x, y = bench.synthetic_batch(model.input_shape[1:], 10, args.batch_size)
+            step = bench._train_step_fn(model, x, y)
+            step()  # traced here, under this version
+        finally:
+            ko.relu_topk, ko.global_topk = versions["new"]
+        return step
+
+    fns = {"relu": step_fn(False, 1.0)}
+    for r in (float(v) for v in args.keep_ratios.split(",")):
+        fns[f"r={r:g} old"] = step_fn(True, r, "old")
+        fns[f"r={r:g} new"] = step_fn(True, r)
+    cpu = {name: [] for name in fns}
+
+    def timed(name, fn):
+        def call():
+            start = time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start)
+        return call
+
+    times = bench.interleaved_times({k: timed(k, f) for k, f in fns.items()}, args.steps,
+                                    warmup=1)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    cpu_median = {k: statistics.median(v[1:]) for k, v in cpu.items()}  # (v[0]: warm-up)
+    print(json.dumps({
+        **bench.machine_state(), "backend": keras.backend.backend(), "model": args.model,
+        "batch_size": args.batch_size, "steps": args.steps,
+        "step_s": {k: round(v, 4) for k, v in median.items()},
+        "ratio_to_relu": {k: round(v / median["relu"], 3) for k, v in median.items()},
+        # The fastest step of each: interference on a shared machine only slows a step.
+        "best_ratio_to_relu": {k: round(min(v) / min(times["relu"]), 3)
+                               for k, v in times.items()},
+        "cpu_ratio_to_relu": {k: round(v / cpu_median["relu"], 3)
+                              for k, v in cpu_median.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()
