@@ -4,6 +4,10 @@ the backend of ``KERAS_BACKEND`` (issue 12).
 
     git show 1655d90:kerasparse/ops.py > /tmp/ops_old.py
     KERAS_BACKEND=jax python benchmarks/site_versions_ab.py --old /tmp/ops_old.py
+    KERAS_BACKEND=jax python benchmarks/site_versions_ab.py --old /tmp/ops_old.py --sites
+
+``--sites``: instead of the whole step, one sparse site per WRN-28-4 group (the one-site
+model of ``kerasparse bench --sites``: forward and backward), more steps.
 
 A site's code is chosen when the step is traced (its first call), so each model is built
 and called once with the version it times (``kerasparse.ops.relu_topk`` and
@@ -18,6 +22,8 @@ import json
 import statistics
 import time
 
+import numpy as np
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -26,6 +32,7 @@ def main():
     p.add_argument("--keep-ratios", default="1,0.5,0.2,0.05")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--sites", action="store_true", help="one site per WRN-28-4 group instead")
     args = p.parse_args()
 
     import keras
@@ -38,22 +45,50 @@ def main():
     spec.loader.exec_module(old)
     versions = {"new": (ko.relu_topk, ko.global_topk), "old": (old.relu_topk, old.global_topk)}
 
-    def step_fn(topk, r, version="new"):
+    def step_fn(topk, r, version="new", shape=None):
         ko.relu_topk, ko.global_topk = versions[version]
         try:
-            model = bench.build_model(args.model, topk=topk, keep_ratio=r)
-            bench.compile_for_benchmark(model)
-            x, y = bench.synthetic_batch(model.input_shape[1:], 10, args.batch_size)
+            if shape is None:
+                model = bench.build_model(args.model, topk=topk, keep_ratio=r)
+                bench.compile_for_benchmark(model)
+                x, y = bench.synthetic_batch(model.input_shape[1:], 10, args.batch_size)
+            else:
+                model = bench._site_model(shape, topk, r, args.batch_size)
+                x = np.random.default_rng(0).standard_normal((args.batch_size, *shape))
+                x = x.astype("float32")
+                y = np.zeros_like(x)
             step = bench._train_step_fn(model, x, y)
             step()  # traced here, under this version
         finally:
             ko.relu_topk, ko.global_topk = versions["new"]
         return step
 
+    ratios = [float(v) for v in args.keep_ratios.split(",")]
+    if args.sites:
+        out = {}
+        for group, shape in bench.WRN28_4_SITE_SHAPES.items():
+            fns = {"relu": step_fn(False, 1.0, shape=shape)}
+            for r in ratios:
+                fns[f"r={r:g} old"] = step_fn(True, r, "old", shape)
+                fns[f"r={r:g} new"] = step_fn(True, r, "new", shape)
+            out[group] = measure(fns, args.steps)
+        print(json.dumps({**bench.machine_state(), "backend": keras.backend.backend(),
+                          "batch_size": args.batch_size, "steps": args.steps, "sites": out}))
+        return
     fns = {"relu": step_fn(False, 1.0)}
-    for r in (float(v) for v in args.keep_ratios.split(",")):
+    for r in ratios:
         fns[f"r={r:g} old"] = step_fn(True, r, "old")
         fns[f"r={r:g} new"] = step_fn(True, r)
+    print(json.dumps({
+        **bench.machine_state(), "backend": keras.backend.backend(), "model": args.model,
+        "batch_size": args.batch_size, "steps": args.steps, **measure(fns, args.steps)}))
+
+
+def measure(fns, steps):
+    """Interleaved steps: median seconds, ratios to "relu" (medians, fastest steps) and the
+    process's CPU seconds per step as a ratio to ReLU's."""
+    from kerasparse import bench
+
     cpu = {name: [] for name in fns}
 
     def timed(name, fn):
@@ -63,13 +98,10 @@ def main():
             cpu[name].append(time.process_time() - start)
         return call
 
-    times = bench.interleaved_times({k: timed(k, f) for k, f in fns.items()}, args.steps,
-                                    warmup=1)
+    times = bench.interleaved_times({k: timed(k, f) for k, f in fns.items()}, steps, warmup=1)
     median = {k: statistics.median(v) for k, v in times.items()}
     cpu_median = {k: statistics.median(v[1:]) for k, v in cpu.items()}  # (v[0]: warm-up)
-    print(json.dumps({
-        **bench.machine_state(), "backend": keras.backend.backend(), "model": args.model,
-        "batch_size": args.batch_size, "steps": args.steps,
+    return {
         "step_s": {k: round(v, 4) for k, v in median.items()},
         "ratio_to_relu": {k: round(v / median["relu"], 3) for k, v in median.items()},
         # The fastest step of each: interference on a shared machine only slows a step.
@@ -77,7 +109,7 @@ def main():
                                for k, v in times.items()},
         "cpu_ratio_to_relu": {k: round(v / cpu_median["relu"], 3)
                               for k, v in cpu_median.items()},
-    }))
+    }
 
 
 if __name__ == "__main__":
