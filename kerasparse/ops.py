@@ -941,8 +941,6 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     k = keep_count(keep_ratio, size)
     if torch_backend:
         return _global_topk_torch(x, rows, restore, k)
-    if keras.backend.backend() == "jax":
-        return _global_topk_jax(rows, restore, k)
 
     # Fast exits, exact under the tie policy above: with k == D every entry is kept; and
     # when no entry is negative and every row has fewer than k non-zeros (often the case
@@ -970,90 +968,14 @@ def global_topk(x, keep_ratio, mode="global", channel_axis=-1):
     return ops.cond(k >= size, lambda: x, unless_few_nonzeros)
 
 
-def _global_topk_jax(rows, restore, k, nonnegative=False):
-    """jax: :func:`global_topk` as a threshold, then one mask, the mask's gradient its own
-    (:func:`_mask_below_jax`). The exits are the same as on the other backends, decided by
-    ``lax.cond`` at run time (one trace for every r), but the ``cond`` returns only the
-    per-row threshold (``-inf`` for r == 1, 0 for fewer positives than k: either keeps
-    every entry) and is not differentiated: the threshold has no gradient. A
-    differentiated ``cond`` (the form before) made jax keep both branches' residuals and
-    run a second ``cond`` backward: one first-group WRN-28-4 site, forward and backward,
-    cost 1.7x ReLU at r = 1 and 3.0x at r = 0.2, against 1.1x and 2.3x this way
-    (docs/benchmarks.md). At r == 1 the site is one masking pass each way, which XLA fuses
-    with its neighbours. NaN entries are kept, as on torch (a diverging run shows in the
-    output).
-
-    ``nonnegative=True`` (``relu_topk``: the rows are ReLU's output) skips the check for
-    negative entries, a pass over the data (1 ms of a first-group site's 3.7 ms of exit
-    checks), and counts the positives as ``rows > 0`` (a NaN is not counted)."""
-    import jax
-    import jax.numpy as jnp
-
-    size = _length(rows)
-    data = jax.lax.stop_gradient(rows)
-    column = (rows.shape[0], 1)
-
-    def unless_few_positives():
-        if nonnegative:
-            known = jnp.sum(data > 0, axis=-1, dtype="int32")
-            few = jnp.max(known) < k
-        else:
-            no_negative = jnp.min(data) >= 0
-            positives = _positives(data)
-            few = jnp.logical_and(no_negative, jnp.max(positives) < k)
-            # Positives are only meaningful without negatives; size + 1 marks "unknown".
-            known = jnp.where(no_negative, positives, size + 1)
-
-        def select():
-            return _kth_largest_rows(data, k, known)
-
-        # (No entry is negative: a threshold of 0 keeps them all.)
-        return jax.lax.cond(few, lambda: jnp.zeros(column, rows.dtype), select)
-
-    lowest = (-jnp.inf if jnp.issubdtype(rows.dtype, jnp.floating)
-              else jnp.iinfo(rows.dtype).min)
-    threshold = jax.lax.cond(k >= size, lambda: jnp.full(column, lowest, rows.dtype),
-                             unless_few_positives)
-    return restore(_mask_below_jax()(rows, threshold))
-
-
-_MASK_BELOW_JAX = []
-
-
-def _mask_below_jax():
-    """``where(rows < threshold, 0, rows)`` with the gradient ``where(rows < threshold, 0,
-    g)`` and none for the threshold, as a ``jax.custom_vjp``: it saves ``rows`` and the
-    threshold for the backward pass, where jax's own ``where`` saved a mask and a zero
-    tensor of the rows' size."""
-    if not _MASK_BELOW_JAX:
-        import jax
-        import jax.numpy as jnp
-
-        @jax.custom_vjp
-        def mask_below(rows, threshold):
-            return jnp.where(rows < threshold, jnp.zeros((), rows.dtype), rows)
-
-        def forward(rows, threshold):
-            return mask_below(rows, threshold), (rows, threshold)
-
-        def backward(saved, g):
-            rows, threshold = saved
-            return jnp.where(rows < threshold, jnp.zeros((), g.dtype), g), jnp.zeros_like(threshold)
-
-        mask_below.defvjp(forward, backward)
-        _MASK_BELOW_JAX.append(mask_below)
-    return _MASK_BELOW_JAX[0]
-
-
 def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     """``global_topk(relu(x), keep_ratio, mode, channel_axis)``: Wang 2026's sparse site
     (ReLU, then top-k), the same values, tie policy and gradients.
 
     Eager torch on a CPU computes it fused (:func:`_relu_topk_torch_host`: no separate
     ReLU pass forward or backward, and the selection on the pre-activations), as do
-    TensorFlow graphs on a CPU (:func:`_relu_topk_tf`); jax runs ReLU, then its site
-    (:func:`_global_topk_jax`) told that the rows have no negative entry; every other
-    path runs the two in turn (XLA fuses their elementwise parts).
+    TensorFlow graphs on a CPU (:func:`_relu_topk_tf`); every other path runs the two in
+    turn (XLA fuses their elementwise parts).
     """
     backend = keras.backend.backend()
     if backend == "torch":
@@ -1064,10 +986,6 @@ def relu_topk(x, keep_ratio, mode="global", channel_axis=-1):
     elif backend == "tensorflow" and _tf_numpy_site(x):
         rows, restore = _to_rows(x, mode, channel_axis)
         return _relu_topk_tf(x, rows, restore, keep_count(keep_ratio, _length(rows)))
-    elif backend == "jax":
-        rows, restore = _to_rows(ops.relu(x), mode, channel_axis)
-        k = keep_count(keep_ratio, _length(rows))
-        return _global_topk_jax(rows, restore, k, nonnegative=True)
     return global_topk(ops.relu(x), keep_ratio, mode, channel_axis)
 
 
