@@ -340,12 +340,12 @@ def parse_scalar(raw):
         return raw  # a bare word: a string
 
 
-def resolve(preset=None, overrides=None, *, saved=False):
+def resolve(preset=None, overrides=None, *, check_unread=True):
     """Defaults <- preset file <- overrides (already validated dicts); checks cross-field rules.
 
-    ``saved=True``: ``overrides`` is a run's config.json (resume). Its controller keys are not
-    checked against its controller (`_check_controller_keys`): a run recorded before that
-    check existed must stay resumable."""
+    ``check_unread=False`` skips `_check_controller_keys`: for a run's saved config.json
+    (resume: a run recorded before that check existed stays resumable) and a sweep's base
+    (its cells, which may set their own controllers, are each checked)."""
     config = default_config()
     if preset is not None:
         config.update(load_toml(preset))
@@ -358,7 +358,7 @@ def resolve(preset=None, overrides=None, *, saved=False):
             "min_keep_ratio must not exceed max_keep_ratio. Received: "
             f"min_keep_ratio={config['min_keep_ratio']}, max_keep_ratio={config['max_keep_ratio']}"
         )
-    if not saved:
+    if check_unread:
         _check_controller_keys(config)
     if config["warmup_epochs"] and config["warmup_epochs"] >= config["epochs"]:
         raise ConfigError(

@@ -675,7 +675,7 @@ def _train_pack(out_dirs, configs, backend, *, resume, overwrite, verbose, memor
         for out in out_dirs:
             saved = rundir.read_json(os.path.join(out, "config.json"))
             configs.append(resolve(overrides={k: v for k, v in saved.items() if k != "backend"},
-                                   saved=True))
+                                   check_unread=False))
     else:
         if configs is None or len(configs) != len(out_dirs):
             raise ConfigError(

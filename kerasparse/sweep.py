@@ -200,7 +200,8 @@ def plan(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None):
         raise SweepError(f"{clash[0]} is both swept (--grid) and fixed (--set); give it once")
     backend = _resolve_backend(backend)
     preset_values = ks_config.load_toml(preset) if preset is not None else {}
-    base = ks_config.resolve(overrides={**preset_values, **overrides})
+    # (Unread controller keys are checked per cell: a grid may set the controller.)
+    base = ks_config.resolve(overrides={**preset_values, **overrides}, check_unread=False)
     seed_list = _seed_list(seeds, base["seed"])
     if out is None:
         stem = os.path.splitext(os.path.basename(str(preset)))[0] if preset else "defaults"

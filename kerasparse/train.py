@@ -575,7 +575,7 @@ def saved_config(out):
     path = os.path.join(out, "config.json")
     saved = {k: v for k, v in rundir.read_json_object(path).items() if k != "backend"}
     try:
-        return resolve(overrides=ks_config.validate(saved, source=path), saved=True)
+        return resolve(overrides=ks_config.validate(saved, source=path), check_unread=False)
     except ConfigError as exc:
         message = str(exc)
         if not message.startswith(path):

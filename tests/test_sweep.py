@@ -297,6 +297,19 @@ def test_table1_layout_of_a_sparsity_vprime_qstar_grid(tmp_path, preset):
     assert sorted(os.listdir(flat)) == ["sweep.json"]
 
 
+def test_controller_keys_are_checked_per_cell(tmp_path):
+    """A controller swept by the grid: `--set step=...` is fine where every cell's
+    controller reads it, and refused, naming the cell, where one would ignore it."""
+    the_plan = sweep.plan(None, grid={"controller": ["add"]}, sets={"step": 0.02},
+                          out=tmp_path / "a", backend=BACKEND)
+    assert [c.config["step"] for c in the_plan.cells] == [0.02]
+    with pytest.raises(sweep.SweepError, match=r"cell controller=mult_seed=\d+: step is read by "
+                                               r"the add controller only"):
+        sweep.plan(None, grid={"controller": ["add", "mult"]}, sets={"step": 0.02},
+                   out=tmp_path / "b", backend=BACKEND)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_train_args_carry_the_full_config(tmp_path, preset):
     """A fresh cell's command gives `kerasparse train` exactly the cell's config (strings with
     quotes and backslashes, small floats, booleans), so no preset file has to reach a worker."""
