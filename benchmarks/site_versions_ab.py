@@ -5,15 +5,23 @@ the backend of ``KERAS_BACKEND`` (issue 12).
     git show 1655d90:kerasparse/ops.py > /tmp/ops_old.py
     KERAS_BACKEND=jax python benchmarks/site_versions_ab.py --old /tmp/ops_old.py
     KERAS_BACKEND=jax python benchmarks/site_versions_ab.py --old /tmp/ops_old.py --sites
+    KERAS_BACKEND=tensorflow python benchmarks/site_versions_ab.py --unfused
+
+``--unfused`` instead of ``--old``: the other version is this checkout with TensorFlow's
+fused site off (``relu_topk`` as ``global_topk(relu(x))``: ReLU, the exits' reductions, the
+selection on ReLU's output, the mask and ReLU's gradient, each its own kernel), against
+the fused ``_relu_topk_tf`` (one count, the selection on the pre-activations, one mask
+pass each way).
 
 ``--sites``: instead of the whole step, one sparse site per WRN-28-4 group (the one-site
 model of ``kerasparse bench --sites``: forward and backward), more steps.
 
 A site's code is chosen when the step is traced (its first call), so each model is built
-and called once with the version it times (``kerasparse.ops.relu_topk`` and
-``global_topk`` swapped meanwhile). Prints one JSON line: the machine's state, median
-seconds per step, the ratio of each to the ReLU step by medians and by fastest steps, and
-the process's CPU seconds per step (less sensitive to other processes than wall time).
+and called once with the version it times (``kerasparse.ops.relu_topk``, ``global_topk``
+and ``_tf_numpy_site`` swapped meanwhile). Prints one JSON line: the machine's state,
+median seconds per step ("old": the other version, "new": this checkout), the ratio of
+each to the ReLU step by medians and by fastest steps, and the process's CPU seconds per
+step (less sensitive to other processes than wall time).
 """
 
 import argparse
@@ -27,7 +35,10 @@ import numpy as np
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--old", required=True, help="path of the other version's ops.py")
+    other = p.add_mutually_exclusive_group(required=True)
+    other.add_argument("--old", help="path of the other version's ops.py")
+    other.add_argument("--unfused", action="store_true",
+                       help="the other version: this checkout with TensorFlow's fused site off")
     p.add_argument("--model", default="wrn28-4")
     p.add_argument("--keep-ratios", default="1,0.5,0.2,0.05")
     p.add_argument("--batch-size", type=int, default=32)
@@ -40,13 +51,17 @@ def main():
     import kerasparse.ops as ko
     from kerasparse import bench
 
-    spec = importlib.util.spec_from_file_location("ops_old", args.old)
-    old = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(old)
-    versions = {"new": (ko.relu_topk, ko.global_topk), "old": (old.relu_topk, old.global_topk)}
+    current = (ko.relu_topk, ko.global_topk, ko._tf_numpy_site)
+    if args.unfused:
+        versions = {"new": current, "old": (*current[:2], lambda x: False)}
+    else:
+        spec = importlib.util.spec_from_file_location("ops_old", args.old)
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        versions = {"new": current, "old": (old.relu_topk, old.global_topk, current[2])}
 
     def step_fn(topk, r, version="new", shape=None):
-        ko.relu_topk, ko.global_topk = versions[version]
+        ko.relu_topk, ko.global_topk, ko._tf_numpy_site = versions[version]
         try:
             if shape is None:
                 model = bench.build_model(args.model, topk=topk, keep_ratio=r)
@@ -60,7 +75,7 @@ def main():
             step = bench._train_step_fn(model, x, y)
             step()  # traced here, under this version
         finally:
-            ko.relu_topk, ko.global_topk = versions["new"]
+            ko.relu_topk, ko.global_topk, ko._tf_numpy_site = current
         return step
 
     ratios = [float(v) for v in args.keep_ratios.split(",")]
