@@ -340,16 +340,21 @@ def parse_scalar(raw):
         return raw  # a bare word: a string
 
 
-def resolve(preset=None, overrides=None, *, check_unread=True):
+def resolve(preset=None, overrides=None, *, check_unread=True, inherited=None):
     """Defaults <- preset file <- overrides (already validated dicts); checks cross-field rules.
 
-    ``check_unread=False`` skips `_check_controller_keys`: for a run's saved config.json
+    ``check_unread=False`` skips `_check_unread_keys`: for a run's saved config.json
     (resume: a run recorded before that check existed stays resumable) and a sweep's base
-    (its cells, which may set their own controllers, are each checked)."""
+    (its cells, which may set their own controllers and models, are each checked).
+    ``inherited``: the keys that come from a preset, not from the user's command line
+    (default: the preset file's keys that ``overrides`` does not set; a sweep, which passes
+    its preset's values as overrides, names them)."""
     config = default_config()
-    if preset is not None:
-        config.update(load_toml(preset))
+    preset_values = load_toml(preset) if preset is not None else {}
+    config.update(preset_values)
     given = validate(overrides, source="command line") if overrides else {}
+    if inherited is None:
+        inherited = set(preset_values) - set(given)
     config.update(given)
     _apply_tables(config, given)
     _check_model_keys(config)
@@ -359,7 +364,7 @@ def resolve(preset=None, overrides=None, *, check_unread=True):
             f"min_keep_ratio={config['min_keep_ratio']}, max_keep_ratio={config['max_keep_ratio']}"
         )
     if check_unread:
-        _check_controller_keys(config)
+        _check_unread_keys(config, inherited)
     if config["warmup_epochs"] and config["warmup_epochs"] >= config["epochs"]:
         raise ConfigError(
             "warmup_epochs must be below epochs (the warm-up is followed by the schedule). "
@@ -403,6 +408,52 @@ def _apply_tables(config, given):
                 if flat not in given:
                     config[flat] = _coerce(flat, value, FIELDS[flat], f"[{table}] {key}")
         config[field] = args or None
+
+
+# Keys read by one optimizer only (``weight_decay`` is read by both).
+SGD_KEYS = ("momentum", "nesterov")
+# Model keys that not every builder takes: the WRN's norm, and switching its top-k off (the
+# others, depth, width and the activation, are taken by every builder or checked in
+# _check_model_keys).
+BUILDER_ONLY_KEYS = ("norm", "topk")
+
+
+def _check_unread_keys(config, inherited=()):
+    """Every key set away from its default must be one the run reads, or config.json would
+    record a setting the run never had: the controller's keys (`_check_controller_keys`),
+    SGD's ``momentum`` and ``nesterov`` under Adam, a WRN's ``norm`` and ``topk`` on the
+    MLP and CNN. One exception: SGD's keys that come from a preset (``inherited``) while
+    the command line chose another optimizer go back to their defaults (unread, as in every
+    Adam run's config), so that ``--optimizer adam``, or a grid over optimizers, runs on a
+    preset written for plain SGD (momentum 0)."""
+    _check_controller_keys(config)
+    if config["optimizer"] != "sgd":
+        for key in SGD_KEYS:
+            if key in inherited and "optimizer" not in inherited:
+                config[key] = FIELDS[key].default
+            if config[key] != FIELDS[key].default:
+                raise ConfigError(
+                    f"{key} is read by the sgd optimizer only (--optimizer sgd); optimizer "
+                    f"{config['optimizer']!r} would ignore it. Received: {key}="
+                    f"{_shown(config[key])}, optimizer={config['optimizer']!r}"
+                )
+    spec = presets.MODELS[config["model"]]
+    for key in BUILDER_ONLY_KEYS:
+        if (config[key] == FIELDS[key].default
+                or key in presets.BUILDERS[spec.builder].arguments):
+            continue
+        takers = [name for name, s_ in presets.MODELS.items()
+                  if key in presets.BUILDERS[s_.builder].arguments]
+        raise ConfigError(
+            f"{key} applies to the WRN models only ({', '.join(takers)}); model "
+            f"{config['model']!r} ({spec.builder}) would ignore it. Received: {key}="
+            f"{_shown(config[key])}"
+        )
+
+
+def _shown(value):
+    """A config value as a user writes it: true/false for booleans, repr otherwise."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _check_controller_keys(config):

@@ -218,7 +218,8 @@ def plan(preset=None, grid=None, seeds=1, *, sets=None, out=None, backend=None):
             name = cell_name(point, seed)
             try:
                 config = ks_config.resolve(
-                    overrides={**preset_values, **overrides, **point, "seed": seed})
+                    overrides={**preset_values, **overrides, **point, "seed": seed},
+                    inherited=set(preset_values) - set(overrides) - set(point))
             except ks_config.ConfigError as exc:
                 raise SweepError(f"cell {name}: {exc}") from None
             cells.append(Cell(name, point, seed, os.path.join(out, name), config))

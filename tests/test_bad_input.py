@@ -45,6 +45,16 @@ TRAIN_CASES = [
      None, "max_keep_ratio is read by the add and mult controllers only"),
     ("config-factor-without-controller", ["--config", "PRESET"], "factor = 0.9\n",
      "factor is read by the mult controller only"),
+    ("momentum-with-adam", ["--optimizer", "adam", "--momentum", "0.5"], None,
+     "momentum is read by the sgd optimizer only (--optimizer sgd); optimizer 'adam' would "
+     "ignore it. Received: momentum=0.5, optimizer='adam'"),
+    ("set-nesterov-with-adam", ["--set", "optimizer=adam", "--set", "nesterov=false"], None,
+     "nesterov is read by the sgd optimizer only"),
+    ("norm-on-an-mlp", ["--model", "mlp100x300", "--norm", "batchnorm"], None,
+     "norm applies to the WRN models only (wrn28-4, wrn28-4-dense, wrn16-4, wrn28-10, "
+     "wrn16-1); model 'mlp100x300' (DeepMLP) would ignore it. Received: norm='batchnorm'"),
+    ("no-topk-on-a-cnn", ["--model", "cnn50x300", "--no-topk"], None,
+     "topk applies to the WRN models only"),
     ("set-unknown-key", ["--set", "epoch=3"], None, "unknown key 'epoch'. Did you mean 'epochs'"),
     ("set-wrong-type", ["--set", "epochs=ten"], None, "epochs must be an integer"),
     ("set-bool-type", ["--set", "nesterov=maybe"], None, "nesterov must be true or false"),

@@ -57,11 +57,11 @@ def test_generated_options_reach_the_config(monkeypatch, tmp_path):
     monkeypatch.setattr(train, "run", fake_run)
     result = runner.invoke(app, [
         "train", "--out", str(tmp_path / "run"), "--model", "wrn16-1", "--dataset", "embedded",
-        "--optimizer", "adam", "--no-nesterov", "--norm", "batchnorm", "--weight-decay", "0.01",
+        "--optimizer", "adam", "--augment", "--norm", "batchnorm", "--weight-decay", "0.01",
         "--checkpoint-every", "3", "--controller", "add", "--set", "monitor=loss"])
     assert result.exit_code == 0, result.output
-    assert (seen["optimizer"], seen["nesterov"], seen["norm"], seen["weight_decay"],
-            seen["checkpoint_every"], seen["monitor"]) == ("adam", False, "batchnorm", 0.01, 3,
+    assert (seen["optimizer"], seen["augment"], seen["norm"], seen["weight_decay"],
+            seen["checkpoint_every"], seen["monitor"]) == ("adam", True, "batchnorm", 0.01, 3,
                                                            "loss")
     bad = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--schedule", "linear"])
     assert bad.exit_code == 2 and "'linear' is not one of" in bad.output
@@ -90,3 +90,31 @@ def test_compare_options_come_from_the_same_schema(tmp_path):
                               "--precision", "float16"])
     assert bad.exit_code == 2 and "'float16' is not one of" in bad.output
     assert not (tmp_path / "c").exists()
+
+
+def test_optimizer_switched_on_a_plain_sgd_preset(monkeypatch, tmp_path):
+    # A preset written for plain SGD (momentum 0, no Nesterov) with --optimizer adam: Adam
+    # reads neither, so the run records their defaults, as every Adam run does; a preset
+    # that itself pairs adam with a momentum is refused (one file, one contradiction).
+    seen = {}
+
+    def fake_run(out, resolved, backend, **kwargs):
+        seen.update(resolved)
+        return {"status": "completed", "backend": backend, "epochs_done": 0, "epochs": 1,
+                "best_test_accuracy": None, "final": {}, "wall_time_s": 0.0}
+
+    from kerasparse import train
+
+    monkeypatch.setattr(train, "run", fake_run)
+    preset = tmp_path / "plain_sgd.toml"
+    preset.write_text('model = "mlp100x300"\ndataset = "embedded"\nmomentum = 0.0\n'
+                      'nesterov = false\n')
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), "--config",
+                                 str(preset), "--optimizer", "adam"])
+    assert result.exit_code == 0, result.output
+    assert (seen["optimizer"], seen["momentum"], seen["nesterov"]) == ("adam", 0.9, True)
+    preset.write_text('model = "mlp100x300"\ndataset = "embedded"\noptimizer = "adam"\n'
+                      'momentum = 0.5\n')
+    bad = runner.invoke(app, ["train", "--out", str(tmp_path / "bad"), "--config", str(preset)])
+    assert bad.exit_code == 2 and "momentum is read by the sgd optimizer only" in bad.output
+    assert not (tmp_path / "bad").exists()

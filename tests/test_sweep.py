@@ -310,6 +310,32 @@ def test_controller_keys_are_checked_per_cell(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_sgd_keys_of_a_preset_do_not_block_a_grid_over_optimizers(tmp_path):
+    """A preset written for plain SGD (momentum 0, no Nesterov) swept over sgd and adam: the
+    sgd cell keeps the preset's values, the adam cell records the defaults (Adam reads
+    neither) and starts with a command `kerasparse train` accepts. A --set momentum with
+    adam in the grid is refused, naming the cell."""
+    plain = tmp_path / "plain_sgd.toml"
+    plain.write_text('model = "mlp100x300"\ndataset = "embedded"\nmomentum = 0.0\n'
+                     'nesterov = false\n')
+    the_plan = sweep.plan(str(plain), grid={"optimizer": ["sgd", "adam"]},
+                          out=tmp_path / "a", backend=BACKEND)
+    by_optimizer = {c.config["optimizer"]: c for c in the_plan.cells}
+    assert (by_optimizer["sgd"].config["momentum"], by_optimizer["sgd"].config["nesterov"]) \
+        == (0.0, False)
+    adam = by_optimizer["adam"]
+    assert (adam.config["momentum"], adam.config["nesterov"]) == (0.9, True)
+    args = sweep.train_args(adam, BACKEND, "new")
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    parsed = dict(ks_config.parse_assignment(a) for a in sets)
+    assert "momentum" not in parsed and ks_config.resolve(overrides=parsed) == adam.config
+    with pytest.raises(sweep.SweepError, match=r"cell optimizer=adam_seed=\d+: momentum is "
+                                               r"read by the sgd optimizer only"):
+        sweep.plan(str(plain), grid={"optimizer": ["sgd", "adam"]}, sets={"momentum": 0.5},
+                   out=tmp_path / "b", backend=BACKEND)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_train_args_carry_the_full_config(tmp_path, preset):
     """A fresh cell's command gives `kerasparse train` exactly the cell's config (strings with
     quotes and backslashes, small floats, booleans), so no preset file has to reach a worker."""

@@ -19,11 +19,81 @@ def _parse_keep_ratios(text):
     if not ratios or not all(0.0 < r <= 1.0 for r in ratios):
         fail("--keep-ratios must be comma-separated numbers in (0, 1]. "
              f"Received: --keep-ratios={text}")
+    twice = next((r for i, r in enumerate(ratios) if r in ratios[:i]), None)
+    if twice is not None:
+        fail(f"--keep-ratios lists {twice:g} twice. Received: --keep-ratios={text}")
     return ratios
+
+
+# bench runs one of five benchmarks; each reads some of the options. Which reads which, in
+# one table: an option given on the command line to a benchmark that does not read it is
+# refused (as train refuses a controller key its controller does not read), so that no
+# figure is recorded under a setting it was not measured with. "--backend", "--steps" and
+# "--json" are read by all five.
+_BENCHMARKS = {
+    "step": "the training-step benchmark (the default)",
+    "keep_ratios": "--keep-ratios",
+    "sites": "--sites",
+    "sparse_matvec": "--sparse-matvec",
+    "input_pipeline": "--input-pipeline",
+}
+_TRAINING_STEP = ("step", "keep_ratios")
+_READ_BY = {
+    "model": _TRAINING_STEP,
+    "batch_size": (*_TRAINING_STEP, "sites", "input_pipeline"),
+    "warmup": (*_TRAINING_STEP, "sites", "sparse_matvec"),
+    "keep_ratio": ("step", "sites"),
+    "no_topk": ("step",),
+    "inference": ("step",),
+    "precision": _TRAINING_STEP,
+    "data_format": _TRAINING_STEP,
+    "jit_compile": _TRAINING_STEP,
+    "steps_per_execution": _TRAINING_STEP,
+    "devices": _TRAINING_STEP,
+    "matvec_n": ("sparse_matvec",),
+    "matvec_m_over_n": ("sparse_matvec",),
+    "matvec_sparsity": ("sparse_matvec",),
+    "threads": ("sparse_matvec",),
+    "clock": ("sparse_matvec",),
+    "run": ("sparse_matvec",),
+    "dataset": ("input_pipeline",),
+    "augment": ("input_pipeline",),
+    "data_dir": ("input_pipeline",),
+}
+
+
+def _check_options(ctx, values):
+    """The benchmark chosen by the flags in ``values`` (a one-line error for two), after
+    refusing any option from the command line that it does not read (``_READ_BY``).
+    ``--no-inference`` is accepted everywhere: only the default benchmark times inference."""
+    chosen = [name for name in ("keep_ratios", "sites", "sparse_matvec", "input_pipeline")
+              if values[name] not in (None, False)]
+    if len(chosen) > 1:
+        flags = " and ".join(_BENCHMARKS[name] for name in chosen)
+        fail(f"{flags} are different benchmarks: choose one. Received: {flags}")
+    benchmark = chosen[0] if chosen else "step"
+    for name, readers in _READ_BY.items():
+        # (By name: typer ships its own copy of click, whose enum is not click's.)
+        given = getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+        if not given or benchmark in readers or (name == "inference" and not values[name]):
+            continue
+        option = "--" + name.replace("_", "-")
+        value = values[name]
+        shown = getattr(value, "value", value)
+        received = option if isinstance(value, bool) else f"{option}={shown}"
+        names = [_BENCHMARKS[reader] for reader in readers]
+        where = " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+        fail(f"{option} is read by {where} only; {_BENCHMARKS[benchmark]} would ignore it. "
+             f"Received: {received}")
+    if values["no_topk"] and ctx.get_parameter_source("keep_ratio").name == "COMMANDLINE":
+        fail("--keep-ratio is the sparse sites' r, and --no-topk has no sparse sites. "
+             f"Received: --keep-ratio={values['keep_ratio']} --no-topk")
+    return benchmark
 
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     backend: BackendOption = None,
     model: Annotated[str, typer.Option(help="Model name from the registry.")] = "wrn28-4",
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 32,
@@ -101,6 +171,7 @@ def bench(
     ] = None,
 ):
     """Time training steps (median, warm-up excluded) and inference of a model."""
+    _check_options(ctx, locals())
     try:
         name = use_backend(backend)
     except UsageError as exc:
