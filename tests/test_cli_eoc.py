@@ -74,7 +74,9 @@ def test_hard_shrink_options():
         (["--sparsity", "0.8", "--q-star", "0", "--v-prime", "0.7"], "q_star=0"),
         (["--sparsity", "0.8", "--v-prime", "0.7,x"], "--v-prime takes a number"),
         (["--activation", "shifted_relu", "--sparsity", "0.8", "--v-prime", "0.7"],
-         "V'(q*) = chi_1(q*) = 1"),
+         "shifted_relu is unclipped: at the edge of chaos V'(q*) = chi_1(q*) = 1"),
+        (["--activation", "hard_shrink", "--sparsity", "0.8", "--v-prime", "0.7"],
+         "hard_shrink has no clipping parameter m"),
         (["--activation", "crelu", "--sparsity", "0.8", "--v-prime", "0.7", "--alpha", "3"],
          "--alpha and --eps apply to hard_shrink"),
         (["--sparsity", "0.8", "--v-prime", "0.7", "--plot", "out.pdf"], "must end in .png"),
@@ -100,4 +102,6 @@ def test_plot_writes_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     res = runner.invoke(app, ["eoc", "--sparsity", "0.85", "--v-prime", "0.7", "--plot",
                               str(tmp_path / "missing" / "x.png")])
+    # Refused before solving: one line naming the missing folder, no table printed.
     assert res.exit_code == 2 and "cannot write" in res.output
+    assert "missing' does not exist" in res.output and len(res.output.strip().splitlines()) == 1

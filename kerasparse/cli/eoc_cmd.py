@@ -7,6 +7,7 @@ import enum
 import itertools
 import json
 import math
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -100,6 +101,10 @@ def eoc(
         extra = {k: v for k, v in (("alpha", alpha), ("eps", eps)) if v is not None}
     if plot is not None and not plot.lower().endswith(".png"):
         fail(f"--plot writes a PNG file; the name must end in .png; got {plot!r}")
+    if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
+        # Checked before solving, so a typo in the folder costs no solve and prints nothing.
+        fail(f"cannot write {plot!r}: its folder {os.path.dirname(os.path.abspath(plot))!r} "
+             "does not exist")
     grid = list(
         itertools.product(
             _floats("--sparsity", sparsity), _floats("--q-star", q_star),

@@ -425,12 +425,12 @@ def validate(
             )
     if v_prime is not None and act.clip is None:
         hint = (
-            "unclipped: at the edge of chaos V'(q*) = chi_1(q*) = 1 for every tau, so V'(q*) "
-            "cannot be chosen (use crelu or cst to get V'(q*) < 1)"
+            "is unclipped: at the edge of chaos V'(q*) = chi_1(q*) = 1 for every tau, so "
+            "V'(q*) cannot be chosen (use crelu or cst to get V'(q*) < 1)"
             if act.name in ("relu", "shifted_relu", "soft_threshold")
-            else "no clipping parameter m; V'(q*) follows from its other parameters"
+            else "has no clipping parameter m; V'(q*) follows from its other parameters"
         )
-        raise ValueError(f"{act.name} has {hint}. Received: v_prime={_fmt(v_prime)}")
+        raise ValueError(f"{act.name} {hint}. Received: v_prime={_fmt(v_prime)}")
     if act.clip is not None:
         if v_prime is not None and act.clip in params:
             raise ValueError(
