@@ -44,17 +44,23 @@ def test_train_help_lists_every_config_key_without_importing_keras():
             assert "|".join(field.choices) in text, key
 
 
-def test_generated_options_reach_the_config(monkeypatch, tmp_path):
-    seen = {}
+@pytest.fixture
+def seen(monkeypatch):
+    """The resolved config `kerasparse train` hands to train.run (replaced: nothing trains)."""
+    from kerasparse import train
+
+    resolved_configs = {}
 
     def fake_run(out, resolved, backend, **kwargs):
-        seen.update(resolved)
+        resolved_configs.update(resolved)
         return {"status": "completed", "backend": backend, "epochs_done": 0, "epochs": 1,
                 "best_test_accuracy": None, "final": {}, "wall_time_s": 0.0}
 
-    from kerasparse import train
-
     monkeypatch.setattr(train, "run", fake_run)
+    return resolved_configs
+
+
+def test_generated_options_reach_the_config(seen, tmp_path):
     result = runner.invoke(app, [
         "train", "--out", str(tmp_path / "run"), "--model", "wrn16-1", "--dataset", "embedded",
         "--optimizer", "adam", "--augment", "--norm", "batchnorm", "--weight-decay", "0.01",
@@ -92,20 +98,10 @@ def test_compare_options_come_from_the_same_schema(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_optimizer_switched_on_a_plain_sgd_preset(monkeypatch, tmp_path):
+def test_optimizer_switched_on_a_plain_sgd_preset(seen, tmp_path):
     # A preset written for plain SGD (momentum 0, no Nesterov) with --optimizer adam: Adam
     # reads neither, so the run records their defaults, as every Adam run does; a preset
     # that itself pairs adam with a momentum is refused (one file, one contradiction).
-    seen = {}
-
-    def fake_run(out, resolved, backend, **kwargs):
-        seen.update(resolved)
-        return {"status": "completed", "backend": backend, "epochs_done": 0, "epochs": 1,
-                "best_test_accuracy": None, "final": {}, "wall_time_s": 0.0}
-
-    from kerasparse import train
-
-    monkeypatch.setattr(train, "run", fake_run)
     preset = tmp_path / "plain_sgd.toml"
     preset.write_text('model = "mlp100x300"\ndataset = "embedded"\nmomentum = 0.0\n'
                       'nesterov = false\n')
