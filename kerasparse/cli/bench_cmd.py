@@ -62,6 +62,12 @@ _READ_BY = {
 }
 
 
+def _given(ctx, name):
+    """Whether option ``name`` was given on the command line. (The source is compared by
+    name: typer ships its own copy of click, whose enum is not click's.)"""
+    return getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
+
+
 def _check_options(ctx, values):
     """The benchmark chosen by the flags in ``values`` (a one-line error for two), after
     refusing any option from the command line that it does not read (``_READ_BY``).
@@ -73,9 +79,7 @@ def _check_options(ctx, values):
         fail(f"{flags} are different benchmarks: choose one. Received: {flags}")
     benchmark = chosen[0] if chosen else "step"
     for name, readers in _READ_BY.items():
-        # (By name: typer ships its own copy of click, whose enum is not click's.)
-        given = getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"
-        if not given or benchmark in readers or (name == "inference" and not values[name]):
+        if not _given(ctx, name) or benchmark in readers or (name == "inference" and not values[name]):
             continue
         option = "--" + name.replace("_", "-")
         value = values[name]
@@ -85,7 +89,7 @@ def _check_options(ctx, values):
         where = " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
         fail(f"{option} is read by {where} only; {_BENCHMARKS[benchmark]} would ignore it. "
              f"Received: {received}")
-    if values["no_topk"] and ctx.get_parameter_source("keep_ratio").name == "COMMANDLINE":
+    if values["no_topk"] and _given(ctx, "keep_ratio"):
         fail("--keep-ratio is the sparse sites' r, and --no-topk has no sparse sites. "
              f"Received: --keep-ratio={values['keep_ratio']} --no-topk")
     return benchmark

@@ -101,10 +101,10 @@ def eoc(
         extra = {k: v for k, v in (("alpha", alpha), ("eps", eps)) if v is not None}
     if plot is not None and not plot.lower().endswith(".png"):
         fail(f"--plot writes a PNG file; the name must end in .png; got {plot!r}")
-    if plot is not None and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
+    folder = os.path.dirname(os.path.abspath(plot)) if plot is not None else None
+    if folder is not None and not os.path.isdir(folder):
         # Checked before solving, so a typo in the folder costs no solve and prints nothing.
-        fail(f"cannot write {plot!r}: its folder {os.path.dirname(os.path.abspath(plot))!r} "
-             "does not exist")
+        fail(f"cannot write {plot!r}: its folder {folder!r} does not exist")
     grid = list(
         itertools.product(
             _floats("--sparsity", sparsity), _floats("--q-star", q_star),
